@@ -1,0 +1,79 @@
+"""lanpos: a point-of-sale node. `create_app(config)` wires one till."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from flask import Flask
+
+from app.config import Config
+from app.extensions import socketio
+
+__version__ = "0.1.0"
+
+# Notices from the ledger that browsers receive as-is.
+BROWSER_EVENTS = {"stock_changed", "critical_event", "conflict", "conflict_resolved",
+                  "product_changed", "sale_created", "sale_changed", "catalog_reloaded"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    from app.models.db import SCHEMA_VERSION, Database
+    from app.routes import (
+        api_admin, api_auth, api_catalog, api_cluster, api_sales, errors, sockets, sync,
+        till_pages,
+    )
+    from app.services.audit import AuditLog
+    from app.services.ledger import Ledger
+    from app.services.node import Node
+
+    config = config or Config()
+    logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
+                        format=f"%(asctime)s till{config.device_id} %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=secrets.token_hex(32), MAX_CONTENT_LENGTH=config.max_body_bytes,
+                      TESTING=config.testing, JSON_SORT_KEYS=False)
+
+    db = Database(config.db_path)
+    db.migrate()
+    audit = AuditLog(config.device_id, now_ms)
+    ledger = Ledger(db, device_id=config.device_id, clock=now_ms, audit=audit,
+                    submit_timeout=config.submit_timeout)
+    node = Node(config=config, db=db, ledger=ledger, audit=audit, clock=now_ms,
+                schema_version=SCHEMA_VERSION)
+    app.extensions["lanpos_node"] = node
+
+    socketio.init_app(app, async_mode="threading", cors_allowed_origins=[],
+                      ping_interval=10, ping_timeout=10, max_http_buffer_size=4 * 1024 * 1024)
+
+    def relay(notices: list) -> None:
+        for name, data in notices:
+            if name in BROWSER_EVENTS:
+                socketio.emit(name, data, to=sockets.BROWSERS)
+            elif name == "outbox_changed":
+                socketio.emit("cluster_status", {**node.status(),
+                                                 "outbox_pending": ledger.outbox_pending()},
+                              to=sockets.BROWSERS)
+
+    ledger.notify = relay
+
+    errors.init_app(app)
+    for module in (api_auth, api_catalog, api_sales, api_admin, api_cluster, sync, till_pages):
+        app.register_blueprint(module.bp)
+    sockets.register()
+
+    with db.write() as session:
+        audit.record(session, "node.started", None, {
+            "version": __version__, "schema_version": SCHEMA_VERSION,
+            "cluster": config.cluster, "peers": config.peers})
+    if not config.cluster:
+        # A node without a cluster is its own master at once (tests, a one-till shop).
+        ledger.start_sequencing((max(ledger.epoch[0], 1), config.device_id))
+    return app

@@ -1,0 +1,122 @@
+"""The one place for configuration: command-line flags > POS_* environment > defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+
+@dataclass
+class Config:
+    device_id: int = 1
+    port: int = 5000
+    host: str = "0.0.0.0"
+    data_dir: str = "./data"
+    peers: list[str] = field(default_factory=list)
+    cluster_secret: str | None = None
+    discovery: bool = True
+    heartbeat_interval: float = 0.5
+    failover_timeout: float = 2.0
+    sync_interval: float = 30.0
+    submit_timeout: float = 0.3
+    reclaim: str = "never"
+    reclaim_delay: float = 30.0
+    admin_pin: str | None = None
+    seed_demo: bool = False
+    shop_name: str = "lanpos demo shop"
+    session_ttl: int = 12 * 3600
+    idle_lock: int = 300
+    lockout_attempts: int = 5
+    lockout_seconds: int = 300
+    max_body_bytes: int = 256 * 1024
+    # Off in the Flask-test-client suite: the node is then its own master at once.
+    cluster: bool = True
+    testing: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.data_dir, "lanpos.db")
+
+    @property
+    def failover_timeout_ms(self) -> int:
+        return int(self.failover_timeout * 1000)
+
+
+# name -> (type, help); a flag --x-y and an env POS_X_Y exist for each.
+_FLAGS: dict[str, tuple[type, str]] = {
+    "device_id": (int, "this till's device id (the lowest live id is master)"),
+    "port": (int, "HTTP/Socket.IO port"),
+    "host": (str, "address to bind (default 0.0.0.0: tills must reach each other)"),
+    "data_dir": (str, "folder for the SQLite file and the cluster secret"),
+    "cluster_secret": (str, "shared secret that signs node-to-node traffic"),
+    "heartbeat_interval": (float, "seconds between heartbeats (default 0.5)"),
+    "failover_timeout": (float, "seconds without heartbeat before a peer is dead (default 2)"),
+    "sync_interval": (float, "seconds between periodic sync rounds (default 30)"),
+    "submit_timeout": (float, "seconds a till waits for the master before selling offline"),
+    "reclaim": (str, "never|auto: may a returning lower id take the master role back"),
+    "reclaim_delay": (float, "seconds a returning node must be caught up before reclaiming"),
+    "admin_pin": (str, "create user 'admin' with this PIN on first start"),
+    "shop_name": (str, "shop name on receipts"),
+    "session_ttl": (int, "login session lifetime in seconds"),
+    "idle_lock": (int, "seconds of inactivity before the till screen locks"),
+    "log_level": (str, "logging level"),
+}
+
+_BOOL_ENVS = {"discovery", "seed_demo"}
+
+
+def _env_value(name: str, typ: type, env: Mapping[str, str]) -> Any:
+    raw = env.get("POS_" + name.upper())
+    if raw is None or raw == "":
+        return None
+    return typ(raw)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `run` (and, minus a few, of `demo`)."""
+    for name, (typ, help_text) in _FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text)
+    parser.add_argument("--peer", action="append", default=None, dest="peers", metavar="HOST:PORT",
+                        help="static peer (repeatable); env POS_PEERS=host:port,host:port")
+    parser.add_argument("--no-discovery", action="store_true", default=None, dest="no_discovery",
+                        help="turn zeroconf discovery off (env POS_DISCOVERY=0)")
+    parser.add_argument("--seed-demo", action="store_true", default=None, dest="seed_demo",
+                        help="load the sample catalog and demo users on first start")
+
+
+def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None,
+                **overrides: Any) -> Config:
+    """Build a Config: explicit overrides > flags > POS_* env > defaults."""
+    env = os.environ if env is None else env
+    cfg = Config()
+    for name, (typ, _) in _FLAGS.items():
+        value = getattr(args, name, None) if args is not None else None
+        if value is None:
+            value = _env_value(name, typ, env)
+        if value is not None:
+            setattr(cfg, name, value)
+    peers = getattr(args, "peers", None) if args is not None else None
+    if not peers and env.get("POS_PEERS"):
+        peers = [p.strip() for p in env["POS_PEERS"].split(",") if p.strip()]
+    cfg.peers = list(peers or [])
+    if args is not None and getattr(args, "no_discovery", None):
+        cfg.discovery = False
+    elif env.get("POS_DISCOVERY", "").lower() in {"0", "false", "no", "off"}:
+        cfg.discovery = False
+    if args is not None and getattr(args, "seed_demo", None):
+        cfg.seed_demo = True
+    elif env.get("POS_SEED_DEMO", "").lower() in {"1", "true", "yes", "on"}:
+        cfg.seed_demo = True
+    valid = {f.name for f in fields(Config)}
+    for key, value in overrides.items():
+        if key not in valid:
+            raise TypeError(f"unknown config key {key}")
+        setattr(cfg, key, value)
+    if cfg.reclaim not in {"never", "auto"}:
+        raise ValueError("--reclaim must be 'never' or 'auto'")
+    if cfg.device_id < 1:
+        raise ValueError("--device-id must be a positive integer")
+    return cfg

@@ -1,0 +1,74 @@
+"""SQLite engine with the pragmas a till needs, and the one write path to the database.
+
+Writes are serialized inside the process by `write_lock` (SQLite has a single writer
+anyway) and run in `BEGIN IMMEDIATE` transactions, so a read-then-write never fails
+with `database is locked` (PLATFORM-NOTES). `synchronous=FULL`: an acknowledged sale
+survives power loss.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+SCHEMA_VERSION = 1  # the Alembic head, as an integer (revision ids are 0001, 0002, ...)
+
+
+def make_engine(path: str) -> Engine:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}", pool_size=8, max_overflow=16)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" hook emit BEGIN
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        immediate = conn.get_execution_options().get("immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    def __init__(self, path: str):
+        self.path = path
+        self.engine = make_engine(path)
+        self._write_engine = self.engine.execution_options(immediate=True)
+        self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
+        self.write_lock = threading.RLock()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reader() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One serialized write transaction: commit on success, roll back on error."""
+        with self.write_lock:
+            with self._writer() as session:
+                with session.begin():
+                    yield session
+
+    def migrate(self) -> int:
+        from app.models.migrate import upgrade_to_head
+
+        upgrade_to_head(self.engine)
+        return SCHEMA_VERSION
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,112 @@
+"""Users, audit log, conflicts."""
+
+import csv
+import io
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+
+from app.routes.guards import current_user, node, parse, query_int, require_role
+from app.routes.schemas import ConflictResolve, UserCreate, UserUpdate
+from app.services import audit, conflict_log
+from app.services import users as users_service
+from app.utils.errors import ValidationError
+
+bp = Blueprint("api_admin", __name__, url_prefix="/api")
+
+
+@bp.get("/users")
+def list_users():
+    """Anyone: the login screen's user tiles (never PINs or hashes)."""
+    return jsonify({"success": True, "users": users_service.list_users(node())})
+
+
+@bp.post("/users")
+@require_role("admin")
+def create_user():
+    body = parse(UserCreate)
+    user = users_service.create_user(node(), current_user()["username"], body.model_dump())
+    return jsonify({"success": True, "user": user}), 201
+
+
+@bp.patch("/users/<username>")
+@require_role("admin")
+def update_user(username: str):
+    body = parse(UserUpdate)
+    user = users_service.update_user(node(), current_user()["username"], username,
+                                     body.model_dump(exclude_unset=True))
+    return jsonify({"success": True, "user": user})
+
+
+def _audit_filters() -> dict:
+    args = request.args
+    device = args.get("device_id")
+    return {
+        "action": args.get("action", "")[:60], "user": args.get("user", "")[:64],
+        "text": args.get("q", "")[:100],
+        "device_id": query_int("device_id", 0, 0, 99_999) if device else None,
+        "since_ms": query_int("since", 0, 0, 10**15) if args.get("since") else None,
+        "until_ms": query_int("until", 0, 0, 10**15) if args.get("until") else None,
+    }
+
+
+@bp.get("/audit")
+@require_role("manager")
+def audit_list():
+    before = None
+    if request.args.get("before"):
+        try:
+            ts, dev, seq = (int(x) for x in request.args["before"].split("."))
+            before = (ts, dev, seq)
+        except ValueError:
+            raise ValidationError("before must be a cursor from 'next'", {"field": "before"}) from None
+    with node().db.read() as session:
+        result = audit.search(session, limit=query_int("limit", 100, 1, 1000), before=before,
+                              **_audit_filters())
+    return jsonify({"success": True, **result})
+
+
+@bp.get("/audit/export.csv")
+@require_role("manager")
+def audit_export():
+    filters = _audit_filters()
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["device_id", "seq", "ts_ms", "user", "action", "details", "hash"])
+        with node().db.read() as session:
+            for i, r in enumerate(audit.iterate(session, **filters)):
+                writer.writerow([r.device_id, r.seq, r.ts_ms, r.user or "", r.action,
+                                 audit.canonical_json_text(r.details), r.hash])
+                if i % 500 == 0:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(stream_with_context(rows()), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=audit.csv"})
+
+
+@bp.get("/audit/verify")
+@require_role("manager")
+def audit_verify():
+    with node().db.read() as session:
+        result = audit.verify_all(session)
+    return jsonify({"success": True, **result})
+
+
+@bp.get("/conflicts")
+@require_role("manager")
+def conflicts():
+    return jsonify({"success": True, "conflicts": conflict_log.list_conflicts(
+        node(), request.args.get("status", "")[:10])})
+
+
+@bp.post("/conflicts/<conflict_id>/resolve")
+@require_role("manager")
+def resolve_conflict(conflict_id: str):
+    body = parse(ConflictResolve)
+    record = conflict_log.resolve(node(), current_user()["username"], conflict_id,
+                                  body.resolution, body.recount)
+    return jsonify({"success": True, "conflict": record})

@@ -1,0 +1,132 @@
+"""What the master checks before it journals an event, and what it records after.
+
+Uses the pure rules in `conflicts.py` against the master's current derived state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import ConflictRecord, Product, Refund, Sale, SaleLine, User
+from app.services.conflicts import SaleDecision, decide_edit, decide_sale
+from app.services.events import Event
+from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
+
+
+def _stock(session: Session, skus: list[str]) -> dict[str, int]:
+    rows = session.execute(select(Product.sku, Product.stock).where(Product.sku.in_(skus)))
+    return {sku: stock for sku, stock in rows}
+
+
+def admit(session: Session, ev: Event) -> Any:
+    """Raise an ApiError to refuse an online event; return a decision for after_apply."""
+    p = ev.payload
+    if ev.type == "sale.create":
+        lines = [(line["sku"], int(line["quantity"])) for line in p["lines"]]
+        decision = decide_sale(_stock(session, [s for s, _ in lines]), lines, ev.mode)
+        if not decision.accepted:
+            short = decision.refused
+            raise OutOfStock(short.sku, max(short.available, 0), short.requested)
+        return decision
+    if ev.type == "product.create":
+        if session.get(Product, p["sku"]) is not None:
+            raise Conflict(f"a product with sku {p['sku']} already exists",
+                           {"sku": p["sku"]}, code="DUPLICATE_SKU")
+        if p.get("barcode") and session.scalar(
+                select(Product.sku).where(Product.barcode == p["barcode"])):
+            raise Conflict(f"barcode {p['barcode']} is already used",
+                           {"barcode": p["barcode"]}, code="DUPLICATE_BARCODE")
+        return None
+    if ev.type == "product.update":
+        product = session.get(Product, p["sku"])
+        if product is None:
+            raise NotFound(f"unknown sku {p['sku']}", {"sku": p["sku"]})
+        verdict = decide_edit(product.version, ev.base_version)
+        if not verdict.accepted:
+            raise Conflict(verdict.reason, {
+                "sku": product.sku, "base_version": ev.base_version,
+                "current_version": product.version, "winner": {
+                    "user": product.updated_by, "event_id": product.updated_event},
+                "current": product_snapshot(session, product),
+                "yours": p.get("changes", {}),
+            })
+        barcode = p.get("changes", {}).get("barcode")
+        if barcode and session.scalar(select(Product.sku).where(
+                Product.barcode == barcode, Product.sku != product.sku)):
+            raise Conflict(f"barcode {barcode} is already used", {"barcode": barcode},
+                           code="DUPLICATE_BARCODE")
+        return None
+    if ev.type == "user.create":
+        if session.get(User, p["username"]) is not None and ev.mode == "online":
+            raise Conflict(f"user {p['username']} already exists", {"username": p["username"]})
+        return None
+    if ev.type in ("sale.refund", "sale.void") and ev.mode == "online":
+        sale = session.get(Sale, p["sale_id"])
+        if sale is None:
+            raise NotFound("unknown sale", {"sale_id": p["sale_id"]})
+        if sale.status == "voided":
+            raise Conflict("this sale is already voided", {"sale_id": sale.sale_id})
+        if session.get(Refund, p["refund_id"]) is None:
+            lines = {row.sku: row for row in session.scalars(
+                select(SaleLine).where(SaleLine.sale_id == sale.sale_id))}
+            for item in p["lines"]:
+                line = lines.get(item["sku"])
+                left = (line.quantity - line.refunded_qty) if line else 0
+                if item["quantity"] > left:
+                    raise Conflict(f"only {left} of {item['sku']} left to refund",
+                                   {"sku": item["sku"], "refundable": left})
+        return None
+    return None
+
+
+def after_apply(session: Session, ev: Event, decision: Any) -> list[dict]:
+    """Conflict records to journal after an accepted event (offline oversells)."""
+    if ev.type != "sale.create" or not isinstance(decision, SaleDecision):
+        return []
+    records = []
+    for short in decision.oversold:
+        product = session.get(Product, short.sku)
+        records.append({
+            "conflict_id": uuid.uuid4().hex, "kind": "oversell", "sku": short.sku,
+            "event_id": ev.event_id, "origin_device": ev.origin_device, "user": ev.user,
+            "details": {
+                "sale_id": ev.payload.get("sale_id"), "receipt_no": ev.payload.get("receipt_no"),
+                "available_before": short.available, "sold": short.requested,
+                "stock_after": product.stock if product else None,
+            },
+            "decision": "sale kept (made offline, goods already left); stock went negative — "
+                        "recount and adjust",
+        })
+    return records
+
+
+def edit_conflict_record(session: Session, ev: Event, exc: ApiError) -> dict | None:
+    """A stale edit lost: one conflict record per losing event."""
+    if session.scalar(select(ConflictRecord.conflict_id)
+                      .where(ConflictRecord.event_id == ev.event_id)):
+        return None
+    details = dict(exc.details or {})
+    return {
+        "conflict_id": uuid.uuid4().hex, "kind": "edit_rejected", "sku": ev.payload.get("sku"),
+        "event_id": ev.event_id, "origin_device": ev.origin_device, "user": ev.user,
+        "details": details,
+        "decision": f"edit by {ev.user} rejected: {exc.message}; the edit by "
+                    f"{(details.get('winner') or {}).get('user')} stands",
+    }
+
+
+def product_snapshot(session: Session, product: Product) -> dict:
+    from app.models import Category
+
+    category = session.get(Category, product.category_id) if product.category_id else None
+    return {
+        "sku": product.sku, "name": product.name, "barcode": product.barcode,
+        "category": category.name if category else None, "price_cents": product.price_cents,
+        "tax_rate_bp": product.tax_rate_bp, "active": product.active,
+        "low_stock_threshold": product.low_stock_threshold, "version": product.version,
+        "stock": product.stock,
+    }

@@ -1,0 +1,261 @@
+"""Deterministic appliers: one journal event -> changes to the derived tables.
+
+Every node runs exactly these functions over the same journal in the same order, so
+every node derives the same catalog, stock, sales and users. Appliers trust the event
+(admission checks happen on the master, in `admission.py`) and return the notices the
+node relays to its browsers after commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Category, ConflictRecord, Payment, Product, Refund, Sale, SaleLine, StockMovement, User,
+)
+from app.services.events import Event
+
+Notice = tuple[str, dict[str, Any]]
+
+
+def category_id(session: Session, name: str | None) -> int | None:
+    if not name:
+        return None
+    found = session.scalar(select(Category.id).where(Category.name == name))
+    if found is not None:
+        return found
+    category = Category(name=name)
+    session.add(category)
+    session.flush()
+    return category.id
+
+
+def move_stock(session: Session, ev: Event, sku: str, delta: int, kind: str,
+               reason: str | None = None) -> list[Notice]:
+    """Record one stock movement and keep the cached sum on the product in step."""
+    product = session.get(Product, sku)
+    if product is None:  # an event about a product this node never saw: keep the movement
+        product = Product(sku=sku, name=sku, name_lower=sku.lower(), price_cents=0,
+                          tax_rate_bp=0, active=False, stock=0, version=1)
+        session.add(product)
+        session.flush()
+    session.add(StockMovement(
+        event_id=ev.event_id, sku=sku, delta=delta, kind=kind, reason=reason,
+        device_id=ev.origin_device, user=ev.user,
+        created_ms=int(ev.payload.get("created_ms") or 0),
+    ))
+    product.stock += delta
+    notices: list[Notice] = [("stock_changed", {"sku": sku, "stock": product.stock})]
+    if delta < 0 and product.stock <= 0:
+        notices.append(("critical_event", {
+            "kind": "sold_out" if product.stock == 0 else "oversold",
+            "sku": sku, "name": product.name, "stock": product.stock,
+        }))
+    return notices
+
+
+def _category_create(session: Session, ev: Event) -> list[Notice]:
+    category_id(session, ev.payload["name"])
+    return []
+
+
+def _product_create(session: Session, ev: Event) -> list[Notice]:
+    p = ev.payload
+    if session.get(Product, p["sku"]) is not None:
+        return []  # first create wins; the master refuses the second online
+    session.add(Product(
+        sku=p["sku"], name=p["name"], name_lower=p["name"].lower(), barcode=p.get("barcode"),
+        category_id=category_id(session, p.get("category")), price_cents=p["price_cents"],
+        tax_rate_bp=p.get("tax_rate_bp", 0), active=p.get("active", True),
+        low_stock_threshold=p.get("low_stock_threshold", 5), version=1, stock=0,
+        updated_by=ev.user, updated_event=ev.event_id,
+    ))
+    session.flush()
+    notices: list[Notice] = [("product_changed", {"sku": p["sku"]})]
+    if p.get("stock"):
+        notices += move_stock(session, ev, p["sku"], int(p["stock"]), "receive", "initial stock")
+    return notices
+
+
+PRODUCT_FIELDS = ("name", "barcode", "price_cents", "tax_rate_bp", "active", "low_stock_threshold")
+
+
+def _product_update(session: Session, ev: Event) -> list[Notice]:
+    product = session.get(Product, ev.payload["sku"])
+    if product is None:
+        return []
+    changes = ev.payload.get("changes", {})
+    for key in PRODUCT_FIELDS:
+        if key in changes:
+            setattr(product, key, changes[key])
+    if "name" in changes:
+        product.name_lower = changes["name"].lower()
+    if "category" in changes:
+        product.category_id = category_id(session, changes["category"])
+    product.version += 1
+    product.updated_by = ev.user
+    product.updated_event = ev.event_id
+    return [("product_changed", {"sku": product.sku, "version": product.version})]
+
+
+def _stock_receive(session: Session, ev: Event) -> list[Notice]:
+    return move_stock(session, ev, ev.payload["sku"], int(ev.payload["quantity"]), "receive",
+                      ev.payload.get("reason"))
+
+
+def _stock_adjust(session: Session, ev: Event) -> list[Notice]:
+    return move_stock(session, ev, ev.payload["sku"], int(ev.payload["quantity"]), "adjust",
+                      ev.payload.get("reason"))
+
+
+def _sale_create(session: Session, ev: Event) -> list[Notice]:
+    p = ev.payload
+    if session.get(Sale, p["sale_id"]) is not None:
+        return []
+    session.add(Sale(
+        sale_id=p["sale_id"], receipt_no=p["receipt_no"], device_id=p["device_id"],
+        receipt_seq=p["receipt_seq"], client_ref=p.get("client_ref"), cashier=p["cashier"],
+        approver=p.get("approver"), status="completed", subtotal_cents=p["subtotal_cents"],
+        discount_cents=p["discount_cents"], total_cents=p["total_cents"],
+        tax_cents=p["tax_cents"], tax_by_rate=p["tax_by_rate"], paid_cents=p["paid_cents"],
+        change_cents=p["change_cents"], refunded_cents=0, mode=ev.mode,
+        created_ms=p["created_ms"], event_id=ev.event_id,
+    ))
+    session.flush()
+    notices: list[Notice] = []
+    for no, line in enumerate(p["lines"], start=1):
+        session.add(SaleLine(
+            sale_id=p["sale_id"], line_no=no, sku=line["sku"], name=line["name"],
+            quantity=line["quantity"], unit_price_cents=line["unit_price_cents"],
+            discount_cents=line["discount_cents"], tax_rate_bp=line["tax_rate_bp"],
+            total_cents=line["total_cents"], refunded_qty=0,
+        ))
+        notices += move_stock(session, ev, line["sku"], -int(line["quantity"]), "sale")
+    for pay in p["payments"]:
+        session.add(Payment(
+            sale_id=p["sale_id"], method=pay["method"], amount_cents=pay["amount_cents"],
+            tendered_cents=pay.get("tendered_cents"), change_cents=pay.get("change_cents", 0),
+        ))
+    notices.append(("sale_created", {"sale_id": p["sale_id"], "receipt_no": p["receipt_no"],
+                                     "device_id": p["device_id"], "total_cents": p["total_cents"]}))
+    return notices
+
+
+def _give_back(session: Session, ev: Event, kind: str) -> list[Notice]:
+    """Refund (some lines) or void (everything left): restock and record the money back."""
+    p = ev.payload
+    sale = session.get(Sale, p["sale_id"])
+    if sale is None or session.get(Refund, p["refund_id"]) is not None:
+        return []
+    lines = {line.sku: line for line in session.scalars(
+        select(SaleLine).where(SaleLine.sale_id == sale.sale_id))}
+    notices: list[Notice] = []
+    for item in p["lines"]:
+        line = lines.get(item["sku"])
+        if line is not None:
+            line.refunded_qty += int(item["quantity"])
+        notices += move_stock(session, ev, item["sku"], int(item["quantity"]), kind)
+    session.add(Refund(
+        refund_id=p["refund_id"], sale_id=sale.sale_id, kind=kind, lines=p["lines"],
+        amount_cents=p["amount_cents"], tax_cents=p.get("tax_cents", 0),
+        method=p.get("method", "cash"), user=ev.user or "", device_id=ev.origin_device,
+        created_ms=p["created_ms"], event_id=ev.event_id,
+    ))
+    sale.refunded_cents += int(p["amount_cents"])
+    if kind == "void":
+        sale.status = "voided"
+    elif all(line.refunded_qty >= line.quantity for line in lines.values()):
+        sale.status = "refunded"
+    else:
+        sale.status = "partially_refunded"
+    notices.append(("sale_changed", {"sale_id": sale.sale_id, "status": sale.status}))
+    return notices
+
+
+def _sale_refund(session: Session, ev: Event) -> list[Notice]:
+    return _give_back(session, ev, "refund")
+
+
+def _sale_void(session: Session, ev: Event) -> list[Notice]:
+    return _give_back(session, ev, "void")
+
+
+def _user_create(session: Session, ev: Event) -> list[Notice]:
+    p = ev.payload
+    if session.get(User, p["username"]) is not None:
+        return []  # first create wins (two tills started with --admin-pin)
+    session.add(User(username=p["username"], display_name=p["display_name"], role=p["role"],
+                     pin_hash=p["pin_hash"], active=p.get("active", True), version=1))
+    return []
+
+
+def _user_update(session: Session, ev: Event) -> list[Notice]:
+    user = session.get(User, ev.payload["username"])
+    if user is None:
+        return []
+    for key in ("display_name", "role", "pin_hash", "active"):
+        if key in ev.payload.get("changes", {}):
+            setattr(user, key, ev.payload["changes"][key])
+    user.version += 1
+    return []
+
+
+def _conflict_record(session: Session, ev: Event) -> list[Notice]:
+    p = ev.payload
+    if session.get(ConflictRecord, p["conflict_id"]) is not None:
+        return []
+    session.add(ConflictRecord(
+        conflict_id=p["conflict_id"], kind=p["kind"], sku=p.get("sku"),
+        event_id=p.get("event_id"), origin_device=p.get("origin_device"), user=p.get("user"),
+        details=p.get("details", {}), decision=p["decision"], status="open",
+        created_ms=p["created_ms"],
+    ))
+    return [("conflict", {k: p.get(k) for k in (
+        "conflict_id", "kind", "sku", "origin_device", "user", "details", "decision")})]
+
+
+def _conflict_resolve(session: Session, ev: Event) -> list[Notice]:
+    p = ev.payload
+    record = session.get(ConflictRecord, p["conflict_id"])
+    if record is None or record.status == "resolved":
+        return []
+    record.status = "resolved"
+    record.resolution = p.get("resolution", "")
+    record.resolved_by = ev.user
+    record.resolved_ms = p["created_ms"]
+    notices: list[Notice] = [("conflict_resolved", {"conflict_id": record.conflict_id})]
+    recount = p.get("recount")
+    if recount is not None and record.sku:
+        product = session.get(Product, record.sku)
+        current = product.stock if product is not None else 0
+        delta = int(recount) - current
+        if delta:
+            notices += move_stock(session, ev, record.sku, delta, "recount",
+                                  f"recount after conflict {record.conflict_id}")
+    return notices
+
+
+APPLIERS: dict[str, Callable[[Session, Event], list[Notice]]] = {
+    "category.create": _category_create,
+    "product.create": _product_create,
+    "product.update": _product_update,
+    "stock.receive": _stock_receive,
+    "stock.adjust": _stock_adjust,
+    "sale.create": _sale_create,
+    "sale.refund": _sale_refund,
+    "sale.void": _sale_void,
+    "user.create": _user_create,
+    "user.update": _user_update,
+    "conflict.record": _conflict_record,
+    "conflict.resolve": _conflict_resolve,
+}
+
+
+def apply_event(session: Session, ev: Event) -> list[Notice]:
+    applier = APPLIERS.get(ev.type)
+    if applier is None:
+        return []  # an event type from a newer schema: journaled, not interpreted
+    return applier(session, ev)

@@ -1,0 +1,141 @@
+"""The tamper-evident audit log: an append-only hash chain per device.
+
+Entries are written in the same transaction as the change they record. Each entry
+hashes the previous entry's hash plus its own canonical JSON, so a changed, inserted,
+deleted or reordered row breaks the chain. The head (count and last hash) is also kept
+in node_state, so cutting rows off the end is detected too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import AuditEntry, NodeState
+from app.utils.hashchain import GENESIS, entry_hash, verify_chain
+
+
+def canonical_entry(device_id: int, seq: int, ts_ms: int, user: str | None, action: str,
+                    details: dict) -> dict[str, Any]:
+    return {"device_id": device_id, "seq": seq, "ts_ms": ts_ms, "user": user,
+            "action": action, "details": details}
+
+
+class AuditLog:
+    def __init__(self, device_id: int, clock: Callable[[], int]):
+        self.device_id = device_id
+        self.clock = clock
+
+    def record(self, session: Session, action: str, user: str | None,
+               details: dict[str, Any] | None = None) -> AuditEntry:
+        """Append one entry. Callers hold the database write lock (Database.write)."""
+        last = session.scalars(select(AuditEntry).where(AuditEntry.device_id == self.device_id)
+                               .order_by(AuditEntry.seq.desc()).limit(1)).first()
+        seq = (last.seq + 1) if last else 1
+        prev = last.hash if last else GENESIS
+        ts = self.clock()
+        details = details or {}
+        digest = entry_hash(prev, canonical_entry(self.device_id, seq, ts, user, action, details))
+        row = AuditEntry(device_id=self.device_id, seq=seq, ts_ms=ts, user=user, action=action,
+                         details=details, prev_hash=prev, hash=digest)
+        session.add(row)
+        session.merge(NodeState(key=f"audit_head:{self.device_id}", value=f"{seq},{digest}"))
+        session.flush()
+        return row
+
+
+def verify_device(session: Session, device_id: int) -> dict[str, Any]:
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.device_id == device_id)
+                           .order_by(AuditEntry.seq)).yield_per(2000)
+    result = verify_chain({
+        "seq": r.seq, "prev_hash": r.prev_hash, "hash": r.hash,
+        "entry": canonical_entry(r.device_id, r.seq, r.ts_ms, r.user, r.action, r.details),
+    } for r in rows)
+    result["device_id"] = device_id
+    head = session.get(NodeState, f"audit_head:{device_id}")
+    if result["ok"] and head is not None:
+        count, digest = head.value.split(",")
+        last = session.scalars(select(AuditEntry).where(AuditEntry.device_id == device_id)
+                               .order_by(AuditEntry.seq.desc()).limit(1)).first()
+        if int(count) != result["entries"] or last is None or last.hash != digest:
+            result["ok"] = False
+            result["broken_at"] = {"seq": result["entries"] + 1, "reason": "truncated"}
+    return result
+
+
+def verify_all(session: Session) -> dict[str, Any]:
+    devices = [d for (d,) in session.execute(select(AuditEntry.device_id).distinct())]
+    heads = [int(k.split(":")[1]) for (k,) in session.execute(
+        select(NodeState.key).where(NodeState.key.like("audit_head:%")))]
+    per_device = [verify_device(session, d) for d in sorted(set(devices) | set(heads))]
+    total = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+    broken = next((d for d in per_device if not d["ok"]), None)
+    out: dict[str, Any] = {"ok": broken is None, "entries": total, "devices": per_device}
+    if broken is not None:
+        out["broken_at"] = {"device_id": broken["device_id"], **(broken["broken_at"] or {})}
+    return out
+
+
+def _filtered(query, *, action: str = "", device_id: int | None = None, user: str = "",
+              since_ms: int | None = None, until_ms: int | None = None, text: str = ""):
+    if action:
+        query = query.where(AuditEntry.action.like(action.replace("*", "%")) if "*" in action
+                            else AuditEntry.action == action)
+    if device_id is not None:
+        query = query.where(AuditEntry.device_id == device_id)
+    if user:
+        query = query.where(AuditEntry.user == user)
+    if since_ms is not None:
+        query = query.where(AuditEntry.ts_ms >= since_ms)
+    if until_ms is not None:
+        query = query.where(AuditEntry.ts_ms < until_ms)
+    if text:
+        from sqlalchemy import String, cast
+
+        query = query.where(cast(AuditEntry.details, String).like(f"%{text}%"))
+    return query
+
+
+def entry_dict(r: AuditEntry) -> dict[str, Any]:
+    return {"device_id": r.device_id, "seq": r.seq, "ts_ms": r.ts_ms, "user": r.user,
+            "action": r.action, "details": r.details, "hash": r.hash, "prev_hash": r.prev_hash}
+
+
+def search(session: Session, *, limit: int = 100, before: tuple[int, int, int] | None = None,
+           **filters: Any) -> dict[str, Any]:
+    """Newest first, keyset-paged by (ts_ms, device_id, seq) so page N is as fast as page 1."""
+    query = _filtered(select(AuditEntry), **filters)
+    if before is not None:
+        from sqlalchemy import tuple_
+
+        query = query.where(tuple_(AuditEntry.ts_ms, AuditEntry.device_id, AuditEntry.seq)
+                            < tuple_(*before))
+    rows = session.scalars(query.order_by(AuditEntry.ts_ms.desc(), AuditEntry.device_id.desc(),
+                                          AuditEntry.seq.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = None
+    if more and rows:
+        last = rows[-1]
+        cursor = f"{last.ts_ms}.{last.device_id}.{last.seq}"
+    return {"entries": [entry_dict(r) for r in rows], "next": cursor}
+
+
+def iterate(session: Session, **filters: Any):
+    """Every matching entry, newest first, streamed (for CSV export)."""
+    query = _filtered(select(AuditEntry), **filters).order_by(
+        AuditEntry.ts_ms.desc(), AuditEntry.device_id.desc(), AuditEntry.seq.desc())
+    yield from session.scalars(query).yield_per(2000)
+
+
+def canonical_json_text(details: dict) -> str:
+    from app.utils.canonical import canonical_json
+
+    try:
+        return canonical_json(details)
+    except ValueError:
+        import json
+
+        return json.dumps(details, sort_keys=True)

@@ -1,0 +1,114 @@
+"""Catalog rules: products, categories, search. Reads are local; edits go to the master."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from app.models import Category, Product
+from app.services.admission import product_snapshot
+from app.services.node import Node
+from app.utils.barcode import is_valid_barcode
+from app.utils.errors import NotFound, ValidationError
+
+
+def _product_dict(product: Product, category: str | None) -> dict[str, Any]:
+    return {
+        "sku": product.sku, "name": product.name, "barcode": product.barcode,
+        "category": category, "price_cents": product.price_cents,
+        "tax_rate_bp": product.tax_rate_bp, "active": product.active,
+        "low_stock_threshold": product.low_stock_threshold, "version": product.version,
+        "stock": product.stock, "updated_by": product.updated_by,
+    }
+
+
+def list_products(node: Node, *, search: str = "", category: str = "", limit: int = 50,
+                  offset: int = 0, include_inactive: bool = False, sort: str = "name",
+                  low_stock: bool = False) -> dict[str, Any]:
+    """Server-side paged search: by name prefix/substring, sku or barcode."""
+    with node.db.read() as session:
+        query = select(Product, Category.name).outerjoin(Category, Product.category_id == Category.id)
+        if not include_inactive:
+            query = query.where(Product.active.is_(True))
+        if category:
+            query = query.where(Category.name == category)
+        if search:
+            term = search.strip().lower()
+            like = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(Product.name_lower.like(f"%{like}%", escape="\\"),
+                                    Product.sku == search.strip(),
+                                    Product.barcode == search.strip()))
+        if low_stock:
+            query = query.where(Product.stock <= Product.low_stock_threshold)
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        order = {
+            "name": Product.name_lower, "-name": Product.name_lower.desc(),
+            "sku": Product.sku, "-sku": Product.sku.desc(),
+            "stock": Product.stock, "-stock": Product.stock.desc(),
+            "price": Product.price_cents, "-price": Product.price_cents.desc(),
+        }.get(sort, Product.name_lower)
+        rows = session.execute(query.order_by(order, Product.sku).limit(limit).offset(offset)).all()
+        return {"products": [_product_dict(p, c) for p, c in rows], "total": total,
+                "limit": limit, "offset": offset}
+
+
+def get_product(node: Node, sku: str) -> dict[str, Any]:
+    with node.db.read() as session:
+        product = session.get(Product, sku)
+        if product is None:
+            raise NotFound(f"unknown sku {sku}", {"sku": sku}, code="UNKNOWN_SKU")
+        return product_snapshot(session, product) | {"updated_by": product.updated_by}
+
+
+def get_by_barcode(node: Node, code: str) -> dict[str, Any]:
+    with node.db.read() as session:
+        product = session.scalar(select(Product).where(Product.barcode == code))
+        if product is None:
+            raise NotFound(f"no product with barcode {code}", {"barcode": code},
+                           code="UNKNOWN_BARCODE")
+        return product_snapshot(session, product) | {"updated_by": product.updated_by}
+
+
+def list_categories(node: Node) -> list[dict[str, Any]]:
+    with node.db.read() as session:
+        rows = session.execute(
+            select(Category.name, func.count(Product.sku))
+            .outerjoin(Product, (Product.category_id == Category.id) & Product.active.is_(True))
+            .group_by(Category.id).order_by(Category.name)).all()
+        return [{"name": name, "products": count} for name, count in rows]
+
+
+def check_barcode(barcode: str | None) -> None:
+    if barcode is not None and not is_valid_barcode(barcode):
+        raise ValidationError("barcode is not a valid EAN-13/UPC-A/EAN-8 code (check digit)",
+                              {"field": "barcode", "barcode": barcode}, code="INVALID_BARCODE")
+
+
+def create_product(node: Node, user: str, data: dict[str, Any]) -> dict[str, Any]:
+    check_barcode(data.get("barcode"))
+    ev = node.ledger.new_event("product.create", data, user)
+    ev.extra["audit"] = ("product.created", {"sku": data["sku"], "price_cents": data["price_cents"]})
+    node.ledger.execute(ev, offline_ok=False)
+    return get_product(node, data["sku"])
+
+
+def update_product(node: Node, user: str, sku: str, changes: dict[str, Any],
+                   base_version: int) -> dict[str, Any]:
+    """A price or product edit. Stale `base_version` -> 409 CONFLICT naming the winner."""
+    if "barcode" in changes:
+        check_barcode(changes["barcode"])
+    before = get_product(node, sku)
+    ev = node.ledger.new_event("product.update", {"sku": sku, "changes": changes}, user,
+                               base_version=base_version)
+    audit = {"sku": sku, "changes": changes, "base_version": base_version}
+    if "price_cents" in changes:
+        audit["old_price_cents"] = before["price_cents"]
+    ev.extra["audit"] = ("price.changed" if "price_cents" in changes else "product.updated", audit)
+    node.ledger.execute(ev, offline_ok=False)
+    return get_product(node, sku)
+
+
+def product_exists(session: Session, sku: str) -> bool:
+    return session.get(Product, sku) is not None

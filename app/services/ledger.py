@@ -1,0 +1,502 @@
+"""The write path: every change becomes an event, ordered by the master into the journal.
+
+`Ledger.execute(event)` is what every domain service calls:
+
+* this node is the sequencing master -> admit, journal, apply, commit (fsync), broadcast;
+* a master link is up -> submit and wait (~300 ms); 201/409 comes from the master;
+* otherwise -> keep the event in the outbox, apply it locally, answer "offline".
+
+An event leaves the outbox only when it comes back through the journal stream
+(`receive_entries`), never on a mere ack: if the master dies between ack and
+broadcast, the till still holds it and resubmits it (duplicates are dropped by
+event_id). Clients apply entries strictly in gseq order; a gap asks for a pull.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
+from app.models.db import Database
+from app.services import admission
+from app.services.apply import Notice, apply_event
+from app.services.conflicts import order_offline
+from app.services.events import (
+    COMMUTATIVE_TYPES, MASTER_DERIVED_TYPES, Event, journal_entry_dict,
+)
+from app.services.hlc import HLC
+from app.utils.errors import ApiError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+EpochPair = tuple[int, int]
+
+
+class LinkDown(Exception):
+    """The master link is not usable (not connected, timed out, refused by the master)."""
+
+
+class MasterLink(Protocol):
+    master_id: int
+
+    def submit(self, events: list[dict], timeout: float) -> list[dict]: ...
+
+
+@dataclass
+class Outcome:
+    status: str  # "online" | "offline" | "duplicate"
+    event: Event
+    gseq: int | None = None
+    ack: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReceiveResult:
+    applied: int = 0
+    gap_after: int | None = None  # set when entries do not continue our journal
+    diverged: bool = False
+    last_gseq: int = 0
+
+
+def now_ms_default() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+class Ledger:
+    def __init__(self, db: Database, *, device_id: int, clock: Callable[[], int] = now_ms_default,
+                 audit: Any = None, submit_timeout: float = 0.3):
+        self.db = db
+        self.device_id = device_id
+        self.clock = clock
+        self.audit = audit
+        self.submit_timeout = submit_timeout
+        self.sequencing = False
+        self.epoch: EpochPair = (0, 0)
+        self.master_link: MasterLink | None = None
+        # Callbacks wired by the app: relay notices to browsers, broadcast new entries.
+        self.notify: Callable[[list[Notice]], None] = lambda notices: None
+        self.on_appended: Callable[[list[dict], dict | None], None] = lambda entries, prev: None
+        self._seq_lock = threading.Lock()
+        self._gseq_cond = threading.Condition()
+        with db.read() as session:
+            self._origin_seq = self._max_origin_seq(session)
+            last = session.get(NodeState, "hlc_last")
+            self.epoch = self._load_epoch(session)
+        self.hlc = HLC(device_id, clock, last.value if last else None)
+
+    # ------------------------------------------------------------------ helpers
+    def _max_origin_seq(self, session: Session) -> int:
+        a = session.scalar(select(func.max(JournalEntry.origin_seq))
+                           .where(JournalEntry.origin_device == self.device_id)) or 0
+        b = session.scalar(select(func.max(OutboxEvent.origin_seq))
+                           .where(OutboxEvent.origin_device == self.device_id)) or 0
+        return max(a, b)
+
+    @staticmethod
+    def _load_epoch(session: Session) -> EpochPair:
+        row = session.get(NodeState, "epoch")
+        if row is None:
+            return (0, 0)
+        n, m = row.value.split(",")
+        return (int(n), int(m))
+
+    def persist_epoch(self, epoch: EpochPair) -> None:
+        with self.db.write() as session:
+            session.merge(NodeState(key="epoch", value=f"{epoch[0]},{epoch[1]}"))
+        self.epoch = epoch
+
+    @staticmethod
+    def last_gseq(session: Session) -> int:
+        return session.scalar(select(func.max(JournalEntry.gseq))) or 0
+
+    def position(self) -> tuple[int, EpochPair]:
+        """(last gseq, epoch of the last entry): how fresh this node's journal is."""
+        with self.db.read() as session:
+            row = session.scalars(select(JournalEntry).order_by(JournalEntry.gseq.desc())
+                                  .limit(1)).first()
+            if row is None:
+                return 0, (0, 0)
+            return row.gseq, (row.epoch_number, row.epoch_master)
+
+    def outbox_pending(self) -> int:
+        with self.db.read() as session:
+            return session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
+
+    def new_event(self, type_: str, payload: dict[str, Any], user: str | None,
+                  base_version: int | None = None) -> Event:
+        with self._seq_lock:
+            self._origin_seq += 1
+            seq = self._origin_seq
+            stamp = self.hlc.now()
+        payload = dict(payload)
+        payload.setdefault("created_ms", self.clock())
+        return Event(event_id=uuid.uuid4().hex, origin_device=self.device_id, origin_seq=seq,
+                     hlc=stamp, type=type_, payload=payload, user=user, base_version=base_version)
+
+    def _save_hlc(self, session: Session) -> None:
+        if self.hlc.last:
+            session.merge(NodeState(key="hlc_last", value=self.hlc.last))
+
+    def _audit(self, session: Session, action: str, user: str | None, details: dict) -> None:
+        if self.audit is not None:
+            self.audit.record(session, action, user, details)
+
+    def _audit_event(self, session: Session, ev: Event) -> None:
+        """The audit entry a service attached to its event, in the same transaction."""
+        audit = ev.extra.pop("audit", None)
+        if audit is not None:
+            action, details = audit
+            self._audit(session, action, ev.user, {**details, "event_id": ev.event_id,
+                                                   "mode": ev.mode})
+
+    def _wake_waiters(self) -> None:
+        with self._gseq_cond:
+            self._gseq_cond.notify_all()
+
+    def wait_for_gseq(self, gseq: int, timeout: float) -> bool:
+        """Read-your-writes at a client: wait until the journal has reached gseq."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._gseq_cond:
+            while True:
+                with self.db.read() as session:
+                    if self.last_gseq(session) >= gseq:
+                        return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._gseq_cond.wait(min(left, 0.05))
+
+    # ------------------------------------------------------------- write path
+    def execute(self, ev: Event, *, offline_ok: bool = True) -> Outcome:
+        """Make one event durable the best way the cluster allows right now."""
+        if self.sequencing:
+            ack = self.sequence([ev])[0]
+            return self._outcome_from_ack(ev, ack, local=True)
+        link = self.master_link
+        if link is not None:
+            try:
+                ack = link.submit([ev.to_dict()], timeout=self.submit_timeout)[0]
+            except LinkDown as exc:
+                log.info("master link unusable (%s): %s goes offline", exc, ev.type)
+            else:
+                if ack.get("status") in ("accepted", "duplicate"):
+                    self._keep_acked(ev, ack)
+                    return self._outcome_from_ack(ev, ack, local=False)
+                if ack.get("status") == "refused":
+                    err = ack["error"]
+                    raise ApiError(err["code"], err["message"], err.get("status", 409),
+                                   err.get("details"))
+                log.info("master answered %s; %s goes offline", ack.get("status"), ev.type)
+        if not offline_ok or ev.type not in COMMUTATIVE_TYPES:
+            raise ServiceUnavailable("this change needs the master, and no master is reachable "
+                                     "right now; try again in a moment")
+        ev.mode = "offline"
+        self._keep_offline(ev)
+        return Outcome(status="offline", event=ev)
+
+    def _outcome_from_ack(self, ev: Event, ack: dict, *, local: bool) -> Outcome:
+        status = "duplicate" if ack.get("status") == "duplicate" else "online"
+        if ack.get("status") == "refused":
+            err = ack["error"]
+            raise ApiError(err["code"], err["message"], err.get("status", 409), err.get("details"))
+        return Outcome(status=status, event=ev, gseq=ack.get("gseq"), ack=ack)
+
+    def _keep_offline(self, ev: Event) -> None:
+        with self.db.write() as session:
+            session.add(_outbox_row(ev, applied=True, now=self.clock()))
+            notices = apply_event(session, ev)
+            self._audit_event(session, ev)
+            self._save_hlc(session)
+        self.notify(notices + [("outbox_changed", {})])
+
+    def _keep_acked(self, ev: Event, ack: dict) -> None:
+        """Acked by the master: keep it in the outbox until the journal brings it back.
+
+        It is marked "offline" (acknowledged, never to be refused) for a resubmission
+        after a failover. Commutative events are applied now; edits come back via the
+        journal (read-your-writes waits for that gseq).
+        """
+        ev.mode = "offline"
+        notices: list[Notice] = []
+        with self.db.write() as session:
+            in_journal = session.scalar(select(JournalEntry.gseq)
+                                        .where(JournalEntry.event_id == ev.event_id))
+            if in_journal is None and ack.get("status") == "accepted":
+                applied = ev.type in COMMUTATIVE_TYPES
+                session.add(_outbox_row(ev, applied=applied, now=self.clock()))
+                if applied:
+                    notices = apply_event(session, ev)
+            self._audit_event(session, ev)
+            self._save_hlc(session)
+        self.notify(notices)
+        if ev.type not in COMMUTATIVE_TYPES and ack.get("gseq"):
+            self.wait_for_gseq(int(ack["gseq"]), timeout=1.0)
+
+    # --------------------------------------------------------------- master side
+    def sequence(self, events: list[Event], *, from_device: int | None = None) -> list[dict]:
+        """Master: order events into the journal, in one durable transaction.
+
+        Returns one ack per event: accepted {gseq} | duplicate {gseq} | refused {error}
+        | rejected {error} (stale edit, recorded as a conflict) | not_master.
+        """
+        acks: list[dict] = []
+        appended: list[JournalEntry] = []
+        notices: list[Notice] = []
+        prev: dict | None = None
+        with self.db.write() as session:
+            if not self.sequencing:
+                return [{"status": "not_master", "event_id": e.event_id} for e in events]
+            last = self.last_gseq(session)
+            prev_row = session.get(JournalEntry, last) if last else None
+            prev = {"gseq": last, "event_id": prev_row.event_id if prev_row else None}
+            for ev in events:
+                try:
+                    with session.begin_nested():
+                        ack, rows, ev_notices = self._sequence_one(session, ev, last)
+                except ApiError as exc:
+                    ack = {"status": "refused", "event_id": ev.event_id,
+                           "error": {**exc.to_dict()["error"], "status": exc.status}}
+                    rows, ev_notices = [], []
+                    if exc.code == "CONFLICT" and ev.type == "product.update":
+                        # A stale edit: record who lost to whom, in the journal.
+                        rows, ev_notices = self._record_edit_conflict(session, ev, exc, last)
+                        if ev.mode == "offline":
+                            ack["status"] = "rejected"
+                last += len(rows)
+                appended += rows
+                notices += ev_notices
+                acks.append(ack)
+            self._save_hlc(session)
+            if appended:
+                self._audit(session, "sync.sequenced", None, {
+                    "from_device": from_device if from_device is not None else self.device_id,
+                    "events": [r.event_id for r in appended][:50], "count": len(appended),
+                    "first_gseq": appended[0].gseq, "last_gseq": appended[-1].gseq,
+                })
+        if appended:
+            self._wake_waiters()
+            self.on_appended([journal_entry_dict(r) for r in appended], prev)
+        self.notify(notices)
+        return acks
+
+    def _sequence_one(self, session: Session, ev: Event, last: int
+                      ) -> tuple[dict, list[JournalEntry], list[Notice]]:
+        existing = session.scalar(select(JournalEntry.gseq)
+                                  .where(JournalEntry.event_id == ev.event_id))
+        if existing is not None:
+            return {"status": "duplicate", "event_id": ev.event_id, "gseq": existing}, [], []
+        if ev.type == "sale.create" and ev.payload.get("client_ref"):
+            sale = session.scalar(select(Sale).where(Sale.client_ref == ev.payload["client_ref"]))
+            if sale is not None and sale.event_id != ev.event_id:
+                return {"status": "duplicate", "event_id": ev.event_id, "sale_id": sale.sale_id,
+                        "gseq": None}, [], []
+        self.hlc.update(ev.hlc)
+        decision = admission.admit(session, ev)
+        outbox = session.get(OutboxEvent, ev.event_id)
+        already_applied = bool(outbox and outbox.applied)
+        if outbox is not None:
+            session.delete(outbox)
+        row = _journal_row(ev, last + 1, self.epoch, self.clock())
+        session.add(row)
+        notices = [] if already_applied else apply_event(session, ev)
+        self._audit_event(session, ev)
+        rows = [row]
+        for conflict in admission.after_apply(session, ev, decision):
+            cev = self.new_event("conflict.record", conflict, None)
+            crow = _journal_row(cev, last + len(rows) + 1, self.epoch, self.clock())
+            session.add(crow)
+            notices += apply_event(session, cev)
+            rows.append(crow)
+            self._audit(session, "conflict.recorded", ev.user, {
+                "conflict_id": conflict["conflict_id"], "kind": conflict["kind"],
+                "sku": conflict.get("sku"), "origin_device": ev.origin_device,
+                "event_id": ev.event_id})
+        session.flush()
+        return {"status": "accepted", "event_id": ev.event_id, "gseq": row.gseq}, rows, notices
+
+    def _record_edit_conflict(self, session: Session, ev: Event, exc: ApiError, last: int
+                              ) -> tuple[list[JournalEntry], list[Notice]]:
+        conflict = admission.edit_conflict_record(session, ev, exc)
+        if conflict is None:
+            return [], []
+        cev = self.new_event("conflict.record", conflict, None)
+        row = _journal_row(cev, last + 1, self.epoch, self.clock())
+        session.add(row)
+        notices = apply_event(session, cev)
+        self._audit(session, "edit.rejected", ev.user, {
+            "sku": ev.payload.get("sku"), "event_id": ev.event_id,
+            "origin_device": ev.origin_device, "conflict_id": conflict["conflict_id"]})
+        return [row], notices
+
+    def start_sequencing(self, epoch: EpochPair) -> int:
+        """Become the sequencing master at `epoch`: first journal our own outbox."""
+        with self.db.write() as session:
+            self.epoch = epoch
+            session.merge(NodeState(key="epoch", value=f"{epoch[0]},{epoch[1]}"))
+            self.sequencing = True
+            pending = order_offline(session.scalars(select(OutboxEvent)).all())
+        if pending:
+            self.sequence([Event.from_row(r) for r in pending], from_device=self.device_id)
+        return len(pending)
+
+    def stop_sequencing(self) -> None:
+        with self.db.write_lock:
+            self.sequencing = False
+
+    # --------------------------------------------------------------- client side
+    def receive_entries(self, entries: list[dict], prev: dict | None = None) -> ReceiveResult:
+        """Append entries that a master sent, strictly in gseq order.
+
+        `prev` names the entry before the first one; if ours differs there, this
+        node holds a tail from a losing epoch and must resync (nothing is applied).
+        """
+        result = ReceiveResult()
+        notices: list[Notice] = []
+        with self.db.write() as session:
+            last = self.last_gseq(session)
+            result.last_gseq = last
+            if prev is not None and prev.get("gseq") and prev["gseq"] <= last:
+                mine = session.get(JournalEntry, prev["gseq"])
+                if mine is None or mine.event_id != prev.get("event_id"):
+                    result.diverged = True
+                    return result
+            for data in sorted(entries, key=lambda d: d["gseq"]):
+                gseq = int(data["gseq"])
+                if gseq <= last:
+                    continue
+                if gseq != last + 1:
+                    result.gap_after = last
+                    break
+                ev = Event.from_dict(data)
+                outbox = session.get(OutboxEvent, ev.event_id)
+                applied = bool(outbox and outbox.applied)
+                if outbox is not None:
+                    session.delete(outbox)
+                row = JournalEntry(
+                    gseq=gseq, epoch_number=data["epoch"][0], epoch_master=data["epoch"][1],
+                    event_id=ev.event_id, origin_device=ev.origin_device,
+                    origin_seq=ev.origin_seq, hlc=ev.hlc, type=ev.type, payload=ev.payload,
+                    user=ev.user, base_version=ev.base_version, mode=ev.mode,
+                    recorded_ms=int(data.get("recorded_ms") or self.clock()))
+                session.add(row)
+                session.flush()
+                if not applied:
+                    notices += apply_event(session, ev)
+                self.hlc.update(ev.hlc)
+                last = gseq
+                result.applied += 1
+            self._save_hlc(session)
+            result.last_gseq = last
+        if result.applied:
+            self._wake_waiters()
+            self.notify(notices + [("outbox_changed", {})])
+        return result
+
+    def entries_since(self, since: int, limit: int) -> dict:
+        with self.db.read() as session:
+            rows = session.scalars(select(JournalEntry).where(JournalEntry.gseq > since)
+                                   .order_by(JournalEntry.gseq).limit(limit)).all()
+            anchor = session.get(JournalEntry, since) if since else None
+            return {
+                "entries": [journal_entry_dict(r) for r in rows],
+                "anchor": {"gseq": since, "event_id": anchor.event_id if anchor else None},
+                "last_gseq": self.last_gseq(session),
+            }
+
+    def ids_between(self, low: int, high: int) -> list[list]:
+        with self.db.read() as session:
+            return [[g, e] for g, e in session.execute(
+                select(JournalEntry.gseq, JournalEntry.event_id)
+                .where(JournalEntry.gseq > low, JournalEntry.gseq <= high)
+                .order_by(JournalEntry.gseq))]
+
+    def event_id_at(self, gseq: int) -> str | None:
+        with self.db.read() as session:
+            row = session.get(JournalEntry, gseq)
+            return row.event_id if row else None
+
+    def truncate_after(self, keep: int, reason: str) -> int:
+        """Drop our journal tail after `keep` (it lost): its events go back to the outbox.
+
+        They are resubmitted to the winning master (duplicates dropped by event_id), so
+        nothing acknowledged is lost; master-made conflict records are left for the
+        winner to decide again. The derived tables are rebuilt from the kept journal plus
+        the applied outbox.
+        """
+        with self.db.write() as session:
+            tail = session.scalars(select(JournalEntry).where(JournalEntry.gseq > keep)
+                                   .order_by(JournalEntry.gseq)).all()
+            for row in tail:
+                if row.type in MASTER_DERIVED_TYPES:
+                    continue
+                ev = Event.from_row(row)
+                ev.mode = "offline"
+                if session.get(OutboxEvent, ev.event_id) is None:
+                    session.add(_outbox_row(ev, applied=ev.type in COMMUTATIVE_TYPES,
+                                            now=self.clock()))
+            session.execute(delete(JournalEntry).where(JournalEntry.gseq > keep))
+            self._rebuild(session)
+            self._audit(session, "sync.tail_dropped", None, {
+                "kept_gseq": keep, "dropped": len(tail), "reason": reason,
+                "events": [r.event_id for r in tail][:50]})
+        self.notify([("catalog_reloaded", {}), ("outbox_changed", {})])
+        return len(tail)
+
+    def _rebuild(self, session: Session) -> None:
+        """Derived tables := fold(journal) + fold(applied outbox)."""
+        for table in DERIVED_TABLES:
+            session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+        session.flush()
+        for row in session.scalars(select(JournalEntry).order_by(JournalEntry.gseq)):
+            apply_event(session, Event.from_row(row))
+        pending = session.scalars(select(OutboxEvent).where(OutboxEvent.applied.is_(True))).all()
+        for row in order_offline(pending):
+            apply_event(session, Event.from_row(row))
+
+    def outbox_events(self, limit: int = 500) -> list[Event]:
+        with self.db.read() as session:
+            rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.created_ms,
+                                                                OutboxEvent.origin_seq)
+                                   .limit(limit)).all()
+            return [Event.from_row(r) for r in rows]
+
+    def forget_outbox(self, event_ids: Iterable[str], reason: str) -> None:
+        """A master rejected these (stale edits, never applied here): drop them."""
+        ids = list(event_ids)
+        if not ids:
+            return
+        with self.db.write() as session:
+            session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(ids)))
+            self._audit(session, "sync.rejected", None, {"events": ids[:50], "reason": reason})
+        self.notify([("outbox_changed", {})])
+
+    def stock_of(self, sku: str) -> int | None:
+        with self.db.read() as session:
+            product = session.get(Product, sku)
+            return product.stock if product else None
+
+
+def _journal_row(ev: Event, gseq: int, epoch: EpochPair, now: int) -> JournalEntry:
+    return JournalEntry(
+        gseq=gseq, epoch_number=epoch[0], epoch_master=epoch[1], event_id=ev.event_id,
+        origin_device=ev.origin_device, origin_seq=ev.origin_seq, hlc=ev.hlc, type=ev.type,
+        payload=ev.payload, user=ev.user, base_version=ev.base_version, mode=ev.mode,
+        recorded_ms=now)
+
+
+def _outbox_row(ev: Event, *, applied: bool, now: int) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=ev.event_id, origin_device=ev.origin_device, origin_seq=ev.origin_seq,
+        hlc=ev.hlc, type=ev.type, payload=ev.payload, user=ev.user,
+        base_version=ev.base_version, mode=ev.mode, applied=applied, created_ms=now)

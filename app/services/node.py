@@ -1,0 +1,39 @@
+"""Everything a service needs about this node, wired once (see app/bootstrap.py)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from app.config import Config
+from app.models.db import Database
+from app.services.audit import AuditLog
+from app.services.ledger import Ledger
+
+
+@dataclass
+class Node:
+    config: Config
+    db: Database
+    ledger: Ledger
+    audit: AuditLog
+    clock: Callable[[], int]
+    schema_version: int
+    # Serializes sale creation at this till: gapless receipt numbers, client_ref dedupe.
+    sale_lock: threading.Lock = field(default_factory=threading.Lock)
+    cluster: Any = None  # app.services.cluster.ClusterRuntime when clustering is on
+
+    @property
+    def device_id(self) -> int:
+        return self.config.device_id
+
+    def status(self) -> dict[str, Any]:
+        """Role, master and epoch as this node sees them."""
+        if self.cluster is not None:
+            return self.cluster.status()
+        epoch = list(self.ledger.epoch)
+        return {"device_id": self.device_id, "role": "master" if self.ledger.sequencing else "client",
+                "master_id": self.device_id if self.ledger.sequencing else None,
+                "epoch": epoch, "state": "online" if self.ledger.sequencing else "offline",
+                "nodes": []}

@@ -1,0 +1,217 @@
+"""Sales, refunds and voids at a till.
+
+A sale is priced here, in integer cents, from the till's own catalog; its receipt
+number is gapless per device; `client_ref` makes a retried or double-tapped payment
+return the first sale instead of selling twice. The master decides stock (first come,
+first served); offline, the till sells and syncs later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import OutboxEvent, Payment, Product, Refund, Sale, SaleLine
+from app.services.node import Node
+from app.services.pricing import PriceLine, price_cart, settle_payments
+from app.utils.errors import Conflict, NotFound, ValidationError
+from app.utils.money import round_half_up_div
+
+ROLE_RANK = {"cashier": 1, "manager": 2, "admin": 3}
+
+
+def sale_dict(session: Session, sale: Sale) -> dict[str, Any]:
+    lines = session.scalars(select(SaleLine).where(SaleLine.sale_id == sale.sale_id)
+                            .order_by(SaleLine.line_no)).all()
+    payments = session.scalars(select(Payment).where(Payment.sale_id == sale.sale_id)
+                               .order_by(Payment.id)).all()
+    refunds = session.scalars(select(Refund).where(Refund.sale_id == sale.sale_id)
+                              .order_by(Refund.created_ms)).all()
+    pending = session.get(OutboxEvent, sale.event_id) is not None
+    return {
+        "sale_id": sale.sale_id, "receipt_no": sale.receipt_no, "device_id": sale.device_id,
+        "client_ref": sale.client_ref, "cashier": sale.cashier, "approver": sale.approver,
+        "status": sale.status, "subtotal_cents": sale.subtotal_cents,
+        "discount_cents": sale.discount_cents, "total_cents": sale.total_cents,
+        "tax_cents": sale.tax_cents, "tax_by_rate": sale.tax_by_rate,
+        "paid_cents": sale.paid_cents, "change_cents": sale.change_cents,
+        "refunded_cents": sale.refunded_cents, "mode": sale.mode, "created_ms": sale.created_ms,
+        "sync": "pending" if pending else "synced",
+        "lines": [{"sku": line.sku, "name": line.name, "quantity": line.quantity,
+                   "unit_price_cents": line.unit_price_cents, "discount_cents": line.discount_cents,
+                   "tax_rate_bp": line.tax_rate_bp, "total_cents": line.total_cents,
+                   "refunded_qty": line.refunded_qty} for line in lines],
+        "payments": [{"method": p.method, "amount_cents": p.amount_cents,
+                      "tendered_cents": p.tendered_cents, "change_cents": p.change_cents}
+                     for p in payments],
+        "refunds": [{"refund_id": r.refund_id, "kind": r.kind, "amount_cents": r.amount_cents,
+                     "lines": r.lines, "user": r.user, "created_ms": r.created_ms}
+                    for r in refunds],
+    }
+
+
+def _find_by_client_ref(session: Session, client_ref: str) -> Sale | None:
+    return session.scalar(select(Sale).where(Sale.client_ref == client_ref))
+
+
+def create_sale(node: Node, cashier: dict[str, Any], lines: list[dict[str, Any]],
+                payments: list[dict[str, Any]], client_ref: str | None = None,
+                cart_discount_cents: int = 0, approver: str | None = None
+                ) -> tuple[dict[str, Any], bool]:
+    """Returns (sale, created). created=False: the client_ref was seen before."""
+    has_discount = cart_discount_cents > 0 or any(line.get("discount_cents") for line in lines)
+    if has_discount and ROLE_RANK[cashier["role"]] < ROLE_RANK["manager"] and approver is None:
+        raise ValidationError("discounts need a manager's approval", {"field": "approver"},
+                              code="APPROVAL_REQUIRED")
+    with node.sale_lock:
+        with node.db.read() as session:
+            if client_ref:
+                existing = _find_by_client_ref(session, client_ref)
+                if existing is not None:
+                    return sale_dict(session, existing), False
+            products = {p.sku: p for p in session.scalars(
+                select(Product).where(Product.sku.in_([line["sku"] for line in lines])))}
+            priced_lines = []
+            for i, line in enumerate(lines):
+                product = products.get(line["sku"])
+                if product is None or not product.active:
+                    raise NotFound(f"unknown sku {line['sku']}",
+                                   {"sku": line["sku"], "line": i}, code="UNKNOWN_SKU")
+                priced_lines.append(PriceLine(
+                    sku=product.sku, name=product.name, quantity=line["quantity"],
+                    unit_price_cents=product.price_cents, tax_rate_bp=product.tax_rate_bp,
+                    discount_cents=line.get("discount_cents", 0)))
+            totals = price_cart(priced_lines, cart_discount_cents)
+            normalized, change = settle_payments(totals.total_cents, payments)
+            receipt_seq = (session.scalar(select(func.max(Sale.receipt_seq))
+                                          .where(Sale.device_id == node.device_id)) or 0) + 1
+        sale_id = uuid.uuid4().hex
+        receipt_no = f"T{node.device_id}-{receipt_seq:06d}"
+        payload = {
+            "sale_id": sale_id, "receipt_no": receipt_no, "receipt_seq": receipt_seq,
+            "device_id": node.device_id, "client_ref": client_ref, "cashier": cashier["username"],
+            "approver": approver,
+            "lines": [{"sku": pl.sku, "name": pl.name, "quantity": pl.quantity,
+                       "unit_price_cents": pl.unit_price_cents, "discount_cents": pl.discount_cents,
+                       "tax_rate_bp": pl.tax_rate_bp, "total_cents": pl.total_cents}
+                      for pl in totals.lines],
+            "subtotal_cents": totals.subtotal_cents, "discount_cents": totals.discount_cents,
+            "total_cents": totals.total_cents, "tax_cents": totals.tax_cents,
+            "tax_by_rate": {str(rate): v for rate, v in totals.tax_by_rate.items()},
+            "payments": normalized,
+            "paid_cents": sum(p.get("tendered_cents") or p["amount_cents"] for p in normalized),
+            "change_cents": change,
+        }
+        ev = node.ledger.new_event("sale.create", payload, cashier["username"])
+        ev.extra["audit"] = ("sale.created", {
+            "sale_id": sale_id, "receipt_no": receipt_no, "total_cents": totals.total_cents,
+            "lines": len(lines), "approver": approver})
+        outcome = node.ledger.execute(ev)
+        with node.db.read() as session:
+            sale = session.get(Sale, sale_id)
+            if sale is None and outcome.ack.get("sale_id"):
+                sale = session.get(Sale, outcome.ack["sale_id"])
+            if sale is None and client_ref:
+                sale = _find_by_client_ref(session, client_ref)
+            if sale is None:  # the master knew this client_ref; we have not seen it yet
+                return {"sale_id": outcome.ack.get("sale_id"), "status": "duplicate"}, False
+            result = sale_dict(session, sale)
+        result["status_detail"] = outcome.status
+        return result, outcome.status != "duplicate"
+
+
+def get_sale(node: Node, sale_id: str) -> dict[str, Any]:
+    with node.db.read() as session:
+        sale = session.get(Sale, sale_id)
+        if sale is None:
+            raise NotFound("unknown sale", {"sale_id": sale_id})
+        return sale_dict(session, sale)
+
+
+def get_by_receipt(node: Node, receipt_no: str) -> dict[str, Any]:
+    with node.db.read() as session:
+        sale = session.scalar(select(Sale).where(Sale.receipt_no == receipt_no.strip().upper()))
+        if sale is None:
+            raise NotFound(f"no sale with receipt {receipt_no}", {"receipt_no": receipt_no})
+        return sale_dict(session, sale)
+
+
+def list_sales(node: Node, *, limit: int = 50, offset: int = 0, device_id: int | None = None,
+               since_ms: int | None = None, until_ms: int | None = None) -> dict[str, Any]:
+    with node.db.read() as session:
+        query = select(Sale)
+        if device_id is not None:
+            query = query.where(Sale.device_id == device_id)
+        if since_ms is not None:
+            query = query.where(Sale.created_ms >= since_ms)
+        if until_ms is not None:
+            query = query.where(Sale.created_ms < until_ms)
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = session.scalars(query.order_by(Sale.created_ms.desc()).limit(limit)
+                               .offset(offset)).all()
+        return {"sales": [sale_dict(session, s) for s in rows], "total": total}
+
+
+def _refund_amount(line: SaleLine, qty: int) -> int:
+    """Money back for qty units of a line: its share of the line total (after discounts)."""
+    if qty == line.quantity - line.refunded_qty:
+        already = round_half_up_div(line.total_cents * line.refunded_qty, line.quantity)
+        return line.total_cents - already
+    return round_half_up_div(line.total_cents * qty, line.quantity)
+
+
+def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | None,
+           *, kind: str = "refund", approver: str | None = None) -> dict[str, Any]:
+    """Refund some lines (or all that is left), or void the whole sale; both restock."""
+    with node.sale_lock:
+        with node.db.read() as session:
+            sale = session.get(Sale, sale_id)
+            if sale is None:
+                raise NotFound("unknown sale", {"sale_id": sale_id})
+            if sale.status == "voided":
+                raise Conflict("this sale is already voided", {"sale_id": sale_id},
+                               code="ALREADY_VOIDED")
+            lines = {line.sku: line for line in session.scalars(
+                select(SaleLine).where(SaleLine.sale_id == sale_id))}
+            if kind == "void" or not items:
+                wanted = {sku: line.quantity - line.refunded_qty for sku, line in lines.items()}
+            else:
+                wanted = {}
+                for item in items:
+                    wanted[item["sku"]] = wanted.get(item["sku"], 0) + item["quantity"]
+            refund_lines = []
+            amount = 0
+            tax = 0
+            for sku, qty in wanted.items():
+                line = lines.get(sku)
+                if line is None:
+                    raise ValidationError(f"{sku} is not on this sale", {"sku": sku})
+                left = line.quantity - line.refunded_qty
+                if qty > left:
+                    raise Conflict(f"only {left} of {sku} left to refund",
+                                   {"sku": sku, "refundable": left}, code="OVER_REFUND")
+                if qty == 0:
+                    continue
+                money = _refund_amount(line, qty)
+                amount += money
+                tax += round_half_up_div(money * line.tax_rate_bp, 10000 + line.tax_rate_bp)
+                refund_lines.append({"sku": sku, "quantity": qty, "amount_cents": money})
+            if not refund_lines:
+                raise Conflict("nothing left to refund on this sale", {"sale_id": sale_id},
+                               code="NOTHING_TO_REFUND")
+        refund_id = uuid.uuid4().hex
+        payload = {"refund_id": refund_id, "sale_id": sale_id, "lines": refund_lines,
+                   "amount_cents": amount, "tax_cents": tax, "method": "cash",
+                   "approver": approver}
+        ev = node.ledger.new_event("sale.void" if kind == "void" else "sale.refund", payload, user)
+        ev.extra["audit"] = (f"sale.{'voided' if kind == 'void' else 'refunded'}", {
+            "sale_id": sale_id, "receipt_no": sale.receipt_no, "amount_cents": amount,
+            "lines": refund_lines, "approver": approver})
+        outcome = node.ledger.execute(ev)
+        result = get_sale(node, sale_id)
+        result["refund"] = {"refund_id": refund_id, "amount_cents": amount, "kind": kind,
+                            "status": outcome.status}
+        return result
