@@ -25,7 +25,14 @@ def now_ms() -> int:
 def create_app(config: Config | None = None) -> Flask:
     from app.models.db import SCHEMA_VERSION, Database
     from app.routes import (
-        api_admin, api_auth, api_catalog, api_cluster, api_sales, errors, sockets, sync,
+        api_admin,
+        api_auth,
+        api_catalog,
+        api_cluster,
+        api_sales,
+        errors,
+        sockets,
+        sync,
         till_pages,
     )
     from app.services.audit import AuditLog
@@ -36,7 +43,8 @@ def create_app(config: Config | None = None) -> Flask:
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format=f"%(asctime)s till{config.device_id} %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    for noisy in ("werkzeug", "apscheduler", "engineio", "socketio", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     app = Flask(__name__)
     app.config.update(SECRET_KEY=secrets.token_hex(32), MAX_CONTENT_LENGTH=config.max_body_bytes,
                       TESTING=config.testing, JSON_SORT_KEYS=False)
@@ -68,6 +76,7 @@ def create_app(config: Config | None = None) -> Flask:
     for module in (api_auth, api_catalog, api_sales, api_admin, api_cluster, sync, till_pages):
         app.register_blueprint(module.bp)
     sockets.register()
+    sockets.register_node_namespace()
 
     with db.write() as session:
         audit.record(session, "node.started", None, {

@@ -130,7 +130,8 @@ def cmd_verify_audit(args: argparse.Namespace) -> int:
     with db.read() as session:
         result = verify_all(session)
     for dev in result["devices"]:
-        state = "ok" if dev["ok"] else f"BROKEN at seq {dev['broken_at']['seq']} ({dev['broken_at']['reason']})"
+        broken = dev["broken_at"] or {}
+        state = "ok" if dev["ok"] else f"BROKEN at seq {broken.get('seq')} ({broken.get('reason')})"
         print(f"device {dev['device_id']}: {dev['entries']} entries verified, {state}")
     print("audit log verified: OK" if result["ok"] else "audit log verification FAILED")
     return 0 if result["ok"] else 1

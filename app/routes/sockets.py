@@ -34,3 +34,32 @@ def register() -> None:
         socketio.emit("cluster_status", {**status, "outbox_pending": n.ledger.outbox_pending()},
                       to=request.sid)
         return True
+
+
+NODES = "nodes"
+
+
+def register_node_namespace() -> None:
+    """Node-to-node traffic on /node: signed connect, heartbeats, submissions."""
+    from app.services.cluster import NODE_NS
+
+    def runtime():
+        return current_app.extensions["lanpos_node"].cluster
+
+    @socketio.on("connect", namespace=NODE_NS)
+    def _node_connect(auth=None):
+        rt = runtime()
+        if rt is None or not rt.on_node_connect(auth, request.remote_addr or "?"):
+            return False
+        join_room(NODES, namespace=NODE_NS)
+        return True
+
+    @socketio.on("heartbeat", namespace=NODE_NS)
+    def _heartbeat(envelope):
+        rt = runtime()
+        return rt.on_heartbeat(envelope, request.remote_addr or "?") if rt else None
+
+    @socketio.on("submit", namespace=NODE_NS)
+    def _submit(envelope):
+        rt = runtime()
+        return rt.on_submit(envelope, request.remote_addr or "?") if rt else None

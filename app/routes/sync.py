@@ -1,5 +1,85 @@
-"""Node-to-node HTTP sync routes (filled in with replication)."""
+"""Node-to-node HTTP sync routes. Every call must carry the cluster secret's signature."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+import time
+from functools import wraps
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.routes.guards import node, query_int
+from app.services.replication import dumps, full_export
+from app.utils.errors import ApiError, Unauthorized
+from app.utils.signing import verify_request
 
 bp = Blueprint("sync", __name__, url_prefix="/api/sync")
+
+
+def signed(view):
+    """Refuse (and audit) any caller that cannot sign with the cluster secret."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        n = node()
+        try:
+            device = int(request.headers.get("X-Lanpos-Device", ""))
+            ts = int(request.headers.get("X-Lanpos-Timestamp", ""))
+        except ValueError:
+            device, ts = 0, 0
+        path = request.full_path if request.query_string else request.path
+        ok = bool(n.config.cluster_secret) and verify_request(
+            n.config.cluster_secret, request.method, path, request.get_data(), ts, device,
+            request.headers.get("X-Lanpos-Signature", ""), now_ms=int(time.time() * 1000))
+        if not ok:
+            if n.cluster is not None:
+                n.cluster.refuse(request.remote_addr or "?", f"unsigned sync call {request.path}")
+            raise Unauthorized("node-to-node calls must be signed with the cluster secret",
+                               code="NODE_UNAUTHORIZED")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@bp.get("/changes")
+@signed
+def changes():
+    since = query_int("since", 0, 0, 10**12)
+    limit = query_int("limit", 1000, 1, 10_000)
+    page = node().ledger.entries_since(since, limit)
+    return jsonify({"success": True, **page})
+
+
+@bp.get("/ids")
+@signed
+def ids():
+    low = query_int("low", 0, 0, 10**12)
+    high = query_int("high", 0, 0, 10**12)
+    if high - low > 10_000:
+        raise ApiError("VALIDATION_ERROR", "at most 10,000 ids per call", 400)
+    return jsonify({"success": True, "ids": node().ledger.ids_between(low, high)})
+
+
+@bp.get("/full-export")
+@signed
+def export():
+    n = node()
+    return Response(dumps({"success": True, "schema_version": n.schema_version,
+                           **full_export(n.ledger)}), mimetype="application/json")
+
+
+@bp.get("/schema")
+@signed
+def schema():
+    return jsonify({"success": True, "schema_version": node().schema_version})
+
+
+@bp.get("/status")
+@signed
+def status():
+    n = node()
+    if n.cluster is not None:
+        return jsonify({"success": True, **n.cluster.sync_status()})
+    last, _ = n.ledger.position()
+    return jsonify({"success": True, "role": "master" if n.ledger.sequencing else "client",
+                    "epoch": list(n.ledger.epoch), "last_gseq": last,
+                    "outbox_pending": n.ledger.outbox_pending(), "lag": 0})

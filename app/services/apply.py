@@ -14,7 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import (
-    Category, ConflictRecord, Payment, Product, Refund, Sale, SaleLine, StockMovement, User,
+    Category,
+    ConflictRecord,
+    Payment,
+    Product,
+    Refund,
+    Sale,
+    SaleLine,
+    StockMovement,
+    User,
 )
 from app.services.events import Event
 

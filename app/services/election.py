@@ -32,6 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "REFUSE_DUPLICATE_ID",
+    "REFUSE_MALFORMED_CLAIM",
+    "REFUSE_SCHEMA",
+    "REFUSE_STALE_EPOCH",
+    "ROLE_CLIENT",
+    "ROLE_MASTER",
     "Action",
     "BecomeMaster",
     "ElectionCore",
@@ -43,12 +49,6 @@ __all__ = [
     "PersistEpoch",
     "Refused",
     "StepDown",
-    "ROLE_CLIENT",
-    "ROLE_MASTER",
-    "REFUSE_DUPLICATE_ID",
-    "REFUSE_MALFORMED_CLAIM",
-    "REFUSE_SCHEMA",
-    "REFUSE_STALE_EPOCH",
 ]
 
 ROLE_MASTER = "master"
@@ -61,6 +61,12 @@ REFUSE_SCHEMA = "schema_mismatch"
 REFUSE_STALE_EPOCH = "stale_epoch"
 REFUSE_MALFORMED_CLAIM = "malformed_claim"
 REFUSE_DUPLICATE_ID = "duplicate_device_id"
+
+
+def _require(ok: bool, message: str) -> None:
+    """One exception type for every wire-format problem, so the shell catches one."""
+    if not ok:
+        raise ValueError(message)
 
 
 def _is_int(v: Any) -> bool:
@@ -86,11 +92,15 @@ class Epoch:
     @classmethod
     def from_list(cls, v: Any) -> Epoch:
         """Parse ``[number, master_id]``; raise ``ValueError`` on anything else."""
-        if not isinstance(v, (list, tuple)) or len(v) != 2:
-            raise ValueError(f"epoch must be [number, master_id], got {v!r}")
+        _require(
+            isinstance(v, (list, tuple)) and len(v) == 2,
+            f"epoch must be [number, master_id], got {v!r}",
+        )
         number, master_id = v
-        if not (_is_int(number) and _is_int(master_id)) or number < 0 or master_id < 0:
-            raise ValueError(f"epoch parts must be non-negative integers, got {v!r}")
+        _require(
+            _is_int(number) and _is_int(master_id) and number >= 0 and master_id >= 0,
+            f"epoch parts must be non-negative integers, got {v!r}",
+        )
         return cls(number, master_id)
 
 
@@ -125,8 +135,7 @@ class Heartbeat:
     @classmethod
     def from_dict(cls, d: Any) -> Heartbeat:
         """Parse a wire dict; raise ``ValueError`` so the shell can refuse garbage."""
-        if not isinstance(d, dict):
-            raise ValueError("heartbeat must be an object")
+        _require(isinstance(d, dict), "heartbeat must be an object")
         try:
             device_id = d["device_id"]
             role = d["role"]
@@ -138,18 +147,15 @@ class Heartbeat:
             last_epoch = Epoch.from_list(d["last_epoch"])
         except KeyError as exc:
             raise ValueError(f"heartbeat lacks field {exc.args[0]!r}") from None
-        if not _is_int(device_id) or device_id <= 0:
-            raise ValueError("device_id must be a positive integer")
-        if role not in _ROLES:
-            raise ValueError(f"role must be one of {_ROLES}")
-        if master_id is not None and (not _is_int(master_id) or master_id <= 0):
-            raise ValueError("master_id must be a positive integer or null")
-        if not _is_int(last_gseq) or last_gseq < 0:
-            raise ValueError("last_gseq must be a non-negative integer")
-        if not _is_int(schema_version):
-            raise ValueError("schema_version must be an integer")
-        if not isinstance(eligible, bool):
-            raise ValueError("eligible must be a boolean")
+        _require(_is_int(device_id) and device_id > 0, "device_id must be a positive integer")
+        _require(role in _ROLES, f"role must be one of {_ROLES}")
+        _require(
+            master_id is None or (_is_int(master_id) and master_id > 0),
+            "master_id must be a positive integer or null",
+        )
+        _require(_is_int(last_gseq) and last_gseq >= 0, "last_gseq must be a non-negative integer")
+        _require(_is_int(schema_version), "schema_version must be an integer")
+        _require(isinstance(eligible, bool), "eligible must be a boolean")
         return cls(device_id, epoch, role, master_id, last_gseq, last_epoch, schema_version, eligible)
 
 
@@ -273,7 +279,8 @@ class ElectionCore:
         self._last_gseq = 0
         self._last_epoch = NO_EPOCH
         self._eligible = True
-        self._reclaim_since: int | None = None  # start of continuous eligibility under a higher-id master
+        # Since when we have been eligible while following a higher-id master.
+        self._reclaim_since: int | None = None
 
         self._peers: dict[int, _Peer] = {}
         # Refusals are reported once; one remembered key per peer keeps memory bounded
@@ -329,12 +336,11 @@ class ElectionCore:
                 if self._refused_malformed.get(hb.device_id) != hb.epoch:
                     self._refused_malformed[hb.device_id] = hb.epoch
                     out.append(Refused(hb.device_id, REFUSE_MALFORMED_CLAIM))
-            elif hb.epoch < self.epoch:
+            elif hb.epoch < self.epoch and self._refused_stale.get(hb.device_id) != hb.epoch:
                 # Fenced: the sender still counts as alive (a returning node must be
                 # seen), but its claim is ignored. It learns our epoch from our beats.
-                if self._refused_stale.get(hb.device_id) != hb.epoch:
-                    self._refused_stale[hb.device_id] = hb.epoch
-                    out.append(Refused(hb.device_id, REFUSE_STALE_EPOCH))
+                self._refused_stale[hb.device_id] = hb.epoch
+                out.append(Refused(hb.device_id, REFUSE_STALE_EPOCH))
 
         if learn_epoch:
             self._seen = max(self._seen, hb.epoch)
@@ -496,7 +502,7 @@ class ElectionCore:
             if target != previous:
                 self._reclaim_since = None
             self.master_id = target
-            self._maybe_reclaim(now, out)
+            self._maybe_reclaim(target, now, out)
             return
 
         if previous is not None:
@@ -511,10 +517,15 @@ class ElectionCore:
         ):
             self._claim(out)
 
-    def _maybe_reclaim(self, now: int, out: list[Action]) -> None:
-        """reclaim="auto": orderly handover to the lower id once it has proved stable."""
-        assert self.master_id is not None
-        if not (self.reclaim == "auto" and self._eligible and self.device_id < self.master_id):
+    def _maybe_reclaim(self, master_id: int, now: int, out: list[Action]) -> None:
+        """reclaim="auto": orderly handover to the lower id once it has proved stable.
+
+        We claim a new epoch while the old master still runs; it steps down on our
+        next heartbeat (higher epoch, lower id), so the overlap is one beat at most
+        and every node fences the old term. Only the lowest alive eligible node
+        reclaims, so two returning low ids do not both grab the role.
+        """
+        if not (self.reclaim == "auto" and self._eligible and self.device_id < master_id):
             self._reclaim_since = None
             return
         if self._reclaim_since is None:

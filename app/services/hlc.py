@@ -38,17 +38,13 @@ def format_hlc(wall_ms: int, counter: int, device_id: int) -> str:
         ("counter", counter, MAX_COUNTER),
         ("device_id", device_id, MAX_DEVICE),
     ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not 0 <= value <= hi
-        ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
             raise ValueError(f"{name} must be an int in 0..{hi}, got {value!r}")
     return f"{wall_ms:015d}.{counter:05d}.{device_id:05d}"
 
 
 def parse_hlc(s: str) -> tuple[int, int, int]:
-    """``"000001700000000000.00003.00002"``-style string -> (wall_ms, counter, device)."""
+    """``"001700000000000.00003.00002"`` -> (wall_ms, counter, device)."""
     if not isinstance(s, str):
         raise TypeError(f"an HLC timestamp must be a str, got {type(s).__name__}")
     m = _HLC_RE.match(s)
@@ -126,9 +122,7 @@ class HLC:
         with self._lock:
             pt = self._physical()
             if self._max_drift_ms is not None and rl - pt > self._max_drift_ms:
-                raise ValueError(
-                    f"remote HLC {remote} is {rl - pt} ms ahead of the local clock"
-                )
+                raise ValueError(f"remote HLC {remote} is {rl - pt} ms ahead of the local clock")
             l_old, c_old = self._l, self._c
             l_new = max(l_old, rl, pt)
             if l_new == l_old and l_new == rl:

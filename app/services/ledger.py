@@ -29,7 +29,10 @@ from app.services import admission
 from app.services.apply import Notice, apply_event
 from app.services.conflicts import order_offline
 from app.services.events import (
-    COMMUTATIVE_TYPES, MASTER_DERIVED_TYPES, Event, journal_entry_dict,
+    COMMUTATIVE_TYPES,
+    MASTER_DERIVED_TYPES,
+    Event,
+    journal_entry_dict,
 )
 from app.services.hlc import HLC
 from app.utils.errors import ApiError, ServiceUnavailable

@@ -81,9 +81,7 @@ def _require_int_range(value: Any, field: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{field} must be an integer", {"field": field})
     if not lo <= value <= hi:
-        raise ValidationError(
-            f"{field} must be between {lo} and {hi}", {"field": field}
-        )
+        raise ValidationError(f"{field} must be between {lo} and {hi}", {"field": field})
     return value
 
 
@@ -116,23 +114,17 @@ def allocate_proportionally(amount: int, weights: list[int]) -> list[int]:
 def _validate_line(line: PriceLine, idx: int) -> int:
     """Validate one line and return its gross before discounts."""
     if not isinstance(line, PriceLine):
-        raise ValidationError(
-            f"lines[{idx}] must be a PriceLine", {"field": f"lines[{idx}]"}
-        )
+        raise ValidationError(f"lines[{idx}] must be a PriceLine", {"field": f"lines[{idx}]"})
     if not isinstance(line.sku, str) or not line.sku:
         raise ValidationError(
             f"lines[{idx}].sku must be a non-empty string",
             {"field": f"lines[{idx}].sku"},
         )
     if not isinstance(line.name, str):
-        raise ValidationError(
-            f"lines[{idx}].name must be a string", {"field": f"lines[{idx}].name"}
-        )
+        raise ValidationError(f"lines[{idx}].name must be a string", {"field": f"lines[{idx}].name"})
     qty = _require_int_range(line.quantity, f"lines[{idx}].quantity", 1, MAX_QUANTITY)
     unit = require_cents(line.unit_price_cents, f"lines[{idx}].unit_price_cents")
-    _require_int_range(
-        line.tax_rate_bp, f"lines[{idx}].tax_rate_bp", 0, MAX_TAX_RATE_BP
-    )
+    _require_int_range(line.tax_rate_bp, f"lines[{idx}].tax_rate_bp", 0, MAX_TAX_RATE_BP)
     gross = qty * unit
     field = f"lines[{idx}].discount_cents"
     discount = require_cents(line.discount_cents, field)
@@ -152,7 +144,7 @@ def price_cart(lines: list[PriceLine], cart_discount_cents: int = 0) -> CartTota
     """
     lines = list(lines)
     line_gross = [_validate_line(line, i) for i, line in enumerate(lines)]
-    after_line = [g - line.discount_cents for g, line in zip(line_gross, lines)]
+    after_line = [g - line.discount_cents for g, line in zip(line_gross, lines, strict=True)]
     cart_discount = require_cents(cart_discount_cents, "cart_discount_cents")
     if cart_discount > sum(after_line):
         raise ValidationError(
@@ -163,7 +155,7 @@ def price_cart(lines: list[PriceLine], cart_discount_cents: int = 0) -> CartTota
 
     priced: list[PricedLine] = []
     gross_by_rate: dict[int, int] = {}
-    for line, gross, share in zip(lines, line_gross, shares):
+    for line, gross, share in zip(lines, line_gross, shares, strict=True):
         discount = line.discount_cents + share
         total = gross - discount
         priced.append(
@@ -218,10 +210,7 @@ def settle_payments(total_cents: int, payments: list[dict]) -> tuple[list[dict],
     Change is taken from the last cash entries first.
     """
     total = require_cents(total_cents, "total_cents")
-    if (
-        not isinstance(payments, (list, tuple))
-        or not 1 <= len(payments) <= MAX_PAYMENTS
-    ):
+    if not isinstance(payments, (list, tuple)) or not 1 <= len(payments) <= MAX_PAYMENTS:
         raise ValidationError(
             f"payments must be a list of 1 to {MAX_PAYMENTS} entries",
             {"field": "payments"},
@@ -231,18 +220,14 @@ def settle_payments(total_cents: int, payments: list[dict]) -> tuple[list[dict],
     card_paid = 0
     for i, p in enumerate(payments):
         if not isinstance(p, dict):
-            raise ValidationError(
-                f"payments[{i}] must be an object", {"field": f"payments[{i}]"}
-            )
+            raise ValidationError(f"payments[{i}] must be an object", {"field": f"payments[{i}]"})
         method = p.get("method")
         if method not in PAYMENT_METHODS:
             raise ValidationError(
                 f"payments[{i}].method must be one of {', '.join(PAYMENT_METHODS)}",
                 {"field": f"payments[{i}].method"},
             )
-        amount = require_cents(
-            p.get("amount_cents"), f"payments[{i}].amount_cents", allow_zero=False
-        )
+        amount = require_cents(p.get("amount_cents"), f"payments[{i}].amount_cents", allow_zero=False)
         if method != "cash":
             remaining = total - card_paid
             if amount > remaining:

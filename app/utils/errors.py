@@ -79,9 +79,7 @@ class ValidationError(_PresetError):
     default_status = 400
     default_message = "invalid input"
 
-    def __init__(
-        self, message: str, details: dict | None = None, *, code: str | None = None
-    ) -> None:
+    def __init__(self, message: str, details: dict | None = None, *, code: str | None = None) -> None:
         super().__init__(message, details, code=code)
 
 
@@ -120,9 +118,7 @@ class Conflict(_PresetError):
 class OutOfStock(ApiError):
     """409 OUT_OF_STOCK: the master refused a sale in arrival order (invariant 4)."""
 
-    def __init__(
-        self, sku: str, available: int, requested: int, message: str | None = None
-    ) -> None:
+    def __init__(self, sku: str, available: int, requested: int, message: str | None = None) -> None:
         super().__init__(
             "OUT_OF_STOCK",
             message or f"only {available} of {sku} in stock, {requested} requested",

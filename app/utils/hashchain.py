@@ -27,9 +27,7 @@ GENESIS = "0" * 64
 
 def entry_hash(prev_hash: str, entry: dict) -> str:
     """sha256 hex of ``prev_hash + canonical_json(entry)``."""
-    return hashlib.sha256(
-        (prev_hash + canonical_json(entry)).encode("utf-8")
-    ).hexdigest()
+    return hashlib.sha256((prev_hash + canonical_json(entry)).encode("utf-8")).hexdigest()
 
 
 def verify_chain(rows: Iterable[dict]) -> dict[str, Any]:

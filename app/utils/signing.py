@@ -86,9 +86,7 @@ def sign_request(
     device_id: int,
 ) -> str:
     """Hex HMAC-SHA256 over method, path+query, ts, device id and sha256(body)."""
-    return _hmac_hex(
-        secret, _request_message(method, path_with_query, body_bytes, ts_ms, device_id)
-    )
+    return _hmac_hex(secret, _request_message(method, path_with_query, body_bytes, ts_ms, device_id))
 
 
 def verify_request(
@@ -111,9 +109,7 @@ def verify_request(
     (``event_id``) is what makes a replayed write harmless.
     """
     try:
-        expected = sign_request(
-            secret, method, path_with_query, body_bytes, ts_ms, device_id
-        )
+        expected = sign_request(secret, method, path_with_query, body_bytes, ts_ms, device_id)
     except (TypeError, ValueError):
         return False
     if not _safe_equal(expected, sig):

@@ -217,7 +217,8 @@ def test_heartbeat_round_trip_and_validation() -> None:
 
 
 def hb(device: int, epoch: Epoch, role: str = "master", master: int | None = None, **kw: object) -> Heartbeat:
-    fields: dict = dict(last_gseq=0, last_epoch=Epoch(0, 0), schema_version=1, eligible=True) | kw
+    defaults = {"last_gseq": 0, "last_epoch": Epoch(0, 0), "schema_version": 1, "eligible": True}
+    fields: dict = defaults | kw
     if master is None and role == "master":
         master = device
     return Heartbeat(device, epoch, role, master, **fields)
@@ -433,7 +434,11 @@ def test_partition_heal_lower_id_master_wins_above_both() -> None:
     assert net.actions(2, StepDown) == [StepDown(final, 1)]
     refusals = net.actions(kind=Refused, since=t_heal)
     assert refusals and all(r == Refused(1, REFUSE_STALE_EPOCH) for r in refusals)
-    assert all(isinstance(a, (Follow, PersistEpoch)) for a in net.actions(3, since=t_heal) if not isinstance(a, Refused))
+    assert all(
+        isinstance(a, (Follow, PersistEpoch))
+        for a in net.actions(3, since=t_heal)
+        if not isinstance(a, Refused)
+    )
 
 
 def test_schema_incompatible_node_never_counted() -> None:
@@ -473,7 +478,7 @@ def test_random_faults_keep_fencing_and_converge(
 ) -> None:
     ids = list(range(1, n + 1))
     delay = 3 * TIMEOUT
-    net = SimNet(ids, reclaim=reclaim, reclaim_delay=delay, offsets=dict(zip(ids, offsets)))
+    net = SimNet(ids, reclaim=reclaim, reclaim_delay=delay, offsets=dict(zip(ids, offsets, strict=False)))
     # SimNet asserts unique claims, persisted-before-claim and monotonic epochs on
     # every action list it applies, i.e. after every step.
     for op in script:

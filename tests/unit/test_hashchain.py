@@ -13,10 +13,7 @@ from app.utils.hashchain import GENESIS, entry_hash, verify_chain
 
 
 def test_canonical_sorted_compact_unicode():
-    assert (
-        canonical_json({"b": 1, "a": [True, None, "ä€"]})
-        == '{"a":[true,null,"ä€"],"b":1}'
-    )
+    assert canonical_json({"b": 1, "a": [True, None, "ä€"]}) == '{"a":[true,null,"ä€"],"b":1}'
     assert canonical_json({"z": {"y": 1, "x": 2}}) == '{"z":{"x":2,"y":1}}'
     assert canonical_json([]) == "[]"
     assert canonical_json("x") == '"x"'
@@ -59,9 +56,7 @@ def test_canonical_int_keys_match_json_roundtrip():
         canonical_json({1: "a", "1": "b"})
 
 
-@pytest.mark.parametrize(
-    "obj", [{(1, 2): 1}, {None: 1}, {True: 1}, object(), {1, 2}, b"x"]
-)
+@pytest.mark.parametrize("obj", [{(1, 2): 1}, {None: 1}, {True: 1}, object(), {1, 2}, b"x"])
 def test_canonical_rejects_unserializable(obj):
     with pytest.raises(TypeError):
         canonical_json(obj)
@@ -70,8 +65,7 @@ def test_canonical_rejects_unserializable(obj):
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
     lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(st.text(max_size=5), children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
     ),
     max_leaves=20,
 )

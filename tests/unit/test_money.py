@@ -134,9 +134,7 @@ def test_require_cents_accepts_ints():
     assert require_cents(-50, "x", allow_negative=True) == -50
 
 
-@pytest.mark.parametrize(
-    "bad", [True, False, 12.3, 12.0, "1230", None, [1], {"a": 1}, Decimal(1)]
-)
+@pytest.mark.parametrize("bad", [True, False, 12.3, 12.0, "1230", None, [1], {"a": 1}, Decimal(1)])
 def test_require_cents_refuses_non_integers(bad):
     with pytest.raises(ValidationError) as ei:
         require_cents(bad, "price_cents")

@@ -37,9 +37,7 @@ def test_single_line_no_discount():
     assert t.total_cents == 1000
     # 1000 * 1900 / 11900 = 159.66 -> 160
     assert t.tax_cents == 160
-    assert t.tax_by_rate == {
-        1900: {"gross_cents": 1000, "tax_cents": 160, "net_cents": 840}
-    }
+    assert t.tax_by_rate == {1900: {"gross_cents": 1000, "tax_cents": 160, "net_cents": 840}}
     assert t.lines == [
         PricedLine(
             sku="A",
@@ -213,14 +211,8 @@ def carts(draw):
     for pl in raw:
         gross = pl.quantity * pl.unit_price_cents
         d = draw(st.integers(min_value=0, max_value=gross))
-        lines.append(
-            PriceLine(
-                pl.sku, pl.name, pl.quantity, pl.unit_price_cents, pl.tax_rate_bp, d
-            )
-        )
-    remaining = sum(
-        pl.quantity * pl.unit_price_cents - pl.discount_cents for pl in lines
-    )
+        lines.append(PriceLine(pl.sku, pl.name, pl.quantity, pl.unit_price_cents, pl.tax_rate_bp, d))
+    remaining = sum(pl.quantity * pl.unit_price_cents - pl.discount_cents for pl in lines)
     cart_discount = draw(st.integers(min_value=0, max_value=remaining))
     return lines, cart_discount
 
@@ -235,7 +227,7 @@ def test_totals_add_up(cart):
     assert t.total_cents == t.subtotal_cents - t.discount_cents
     assert t.total_cents == sum(p.total_cents for p in t.lines)
     assert t.discount_cents == sum(p.discount_cents for p in t.lines)
-    for req, p in zip(lines, t.lines):
+    for req, p in zip(lines, t.lines, strict=True):
         assert p.total_cents == p.quantity * p.unit_price_cents - p.discount_cents
         assert (p.sku, p.name, p.quantity, p.unit_price_cents, p.tax_rate_bp) == (
             req.sku,
@@ -257,15 +249,13 @@ def test_totals_add_up(cart):
 def test_allocation_exact_and_never_negative(cart):
     lines, cart_discount = cart
     t = price_cart(lines, cart_discount)
-    shares = [p.discount_cents - req.discount_cents for req, p in zip(lines, t.lines)]
+    shares = [p.discount_cents - req.discount_cents for req, p in zip(lines, t.lines, strict=True)]
     assert sum(shares) == cart_discount
-    for req, p, share in zip(lines, t.lines, shares):
+    for req, p, share in zip(lines, t.lines, shares, strict=True):
         assert share >= 0
         assert p.total_cents >= 0
         # each share is within one cent of the exact proportional quota
-        remaining = sum(
-            x.quantity * x.unit_price_cents - x.discount_cents for x in lines
-        )
+        remaining = sum(x.quantity * x.unit_price_cents - x.discount_cents for x in lines)
         if remaining:
             own = req.quantity * req.unit_price_cents - req.discount_cents
             quota = Fraction(cart_discount * own, remaining)
@@ -291,10 +281,10 @@ def test_allocate_proportionally_properties(amount, weights):
     assume(amount <= sum(weights))
     shares = allocate_proportionally(amount, weights)
     assert sum(shares) == amount
-    assert all(0 <= s <= w for s, w in zip(shares, weights))
+    assert all(0 <= s <= w for s, w in zip(shares, weights, strict=True))
     total = sum(weights)
     if total:
-        for s, w in zip(shares, weights):
+        for s, w in zip(shares, weights, strict=True):
             assert abs(s - Fraction(amount * w, total)) < 1
 
 
@@ -445,9 +435,7 @@ def test_invalid_total():
 
 
 def test_ten_payments_allowed():
-    payments, change = settle_payments(
-        1000, [{"method": "cash", "amount_cents": 100}] * 10
-    )
+    payments, change = settle_payments(1000, [{"method": "cash", "amount_cents": 100}] * 10)
     assert change == 0 and len(payments) == 10
 
 
@@ -486,7 +474,7 @@ def test_settle_properties(total, payments):
     assert 0 <= change <= cash
     assert sum(p["amount_cents"] for p in normalized) == total
     assert sum(p.get("change_cents", 0) for p in normalized) == change
-    for req, out in zip(payments, normalized):
+    for req, out in zip(payments, normalized, strict=True):
         assert out["method"] == req["method"]
         if out["method"] == "cash":
             assert out["tendered_cents"] == req["amount_cents"]

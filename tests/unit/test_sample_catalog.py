@@ -67,10 +67,7 @@ def test_deterministic():
 
 
 def test_whole_catalog_prices():
-    lines = [
-        PriceLine(p["sku"], p["name"], 1, p["price_cents"], p["tax_rate_bp"])
-        for p in SAMPLE_CATALOG
-    ]
+    lines = [PriceLine(p["sku"], p["name"], 1, p["price_cents"], p["tax_rate_bp"]) for p in SAMPLE_CATALOG]
     totals = price_cart(lines)
     assert totals.total_cents == sum(p["price_cents"] for p in SAMPLE_CATALOG)
     assert set(totals.tax_by_rate) == {700, 1900}

@@ -58,9 +58,7 @@ def test_empty_secret_refused():
 
 
 @given(
-    st.dictionaries(
-        st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=6
-    ),
+    st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=6),
     st.text(min_size=1, max_size=20),
 )
 def test_sign_verify_roundtrip(body, secret):

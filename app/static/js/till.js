@@ -151,6 +151,11 @@
     node.hidden = !on;
   }
 
+  function displayName(username) {
+    const u = S.users.find(function (x) { return x.username === username; });
+    return u ? u.display_name || u.username : username;
+  }
+
   function isManager(user) {
     return !!user && (user.role === "manager" || user.role === "admin");
   }
@@ -758,12 +763,12 @@
           el("span", { class: "line-name", text: p.name }),
           el("span", { class: "line-total", "data-testid": "line-total-" + sku, text: fmt(x.gross - (l.discount_cents || 0)) }),
         ]),
-        el("div", { class: "line-meta", text: meta.join(" · ") }),
         el("div", { class: "line-ctrl" }, [
+          el("span", { class: "line-meta", text: meta.join(" · ") }),
           el("button", { type: "button", class: "btn btn-step", "aria-label": "One less", "data-testid": "qty-minus-" + sku, text: "−", onclick: function () { setQty(sku, l.qty - 1); } }),
           el("span", { class: "qty", "data-testid": "qty-" + sku, text: String(l.qty) }),
           el("button", { type: "button", class: "btn btn-step", "aria-label": "One more", "data-testid": "qty-plus-" + sku, text: "+", onclick: function () { setQty(sku, l.qty + 1); } }),
-          el("button", { type: "button", class: "btn btn-line", "data-testid": "line-discount-" + sku, text: "Disc.", onclick: function () { openDiscount(sku); } }),
+          el("button", { type: "button", class: "btn btn-line", "aria-label": "Discount on " + p.name, title: "Discount", "data-testid": "line-discount-" + sku, text: "%", onclick: function () { openDiscount(sku); } }),
           el("button", { type: "button", class: "btn btn-line btn-remove", "aria-label": "Remove " + p.name, "data-testid": "line-remove-" + sku, text: "✕", onclick: function () { removeLine(sku); } }),
         ]),
       ]);
@@ -1049,8 +1054,11 @@
     ]));
     rows.push(el("div", { class: "r-meta", text: fmtDate(sale.created_at || sale.created_ms || sale.ts) +
       (S.config.device_id != null ? " · Till " + (sale.origin_device || sale.device_id || S.config.device_id) : "") }));
-    const cashier = sale.user || sale.cashier || (S.user && S.user.username);
-    if (cashier) rows.push(el("div", { class: "r-meta", text: "Served by " + (typeof cashier === "string" ? cashier : cashier.display_name || cashier.username) }));
+    const cashier = sale.cashier || sale.user || (S.user && S.user.username);
+    if (cashier) {
+      const name = typeof cashier === "string" ? displayName(cashier) : cashier.display_name || cashier.username;
+      rows.push(el("div", { class: "r-meta", text: "Served by " + name }));
+    }
     rows.push(el("hr"));
     const tbl = el("table", { class: "r-lines" });
     lines.forEach(function (l) {
@@ -1114,7 +1122,7 @@
   }
 
   // ------------------------------------------------------------------ manager approval
-  const approval = { resolve: null, user: null, pin: "" };
+  const approval = { resolve: null, user: null, pin: "", problem: null, last: null };
 
   /**
    * Ask for a manager's username + PIN. Resolves to {username, pin}, to null when
@@ -1126,6 +1134,7 @@
     if (isManager(S.user)) return Promise.resolve(null);
     approval.pin = "";
     approval.user = null;
+    approval.problem = problem || null;
     $("approve-why").textContent = why;
     $("approve-msg").textContent = "";
     const managers = S.users.filter(isManager);
@@ -1138,7 +1147,10 @@
       }));
     });
     if (!managers.length) $("approve-msg").textContent = "No manager account on this till.";
-    if (managers.length === 1) pickApprover(managers[0]);
+    // after a refused PIN, the same manager is asked again
+    const again = problem && approval.last && managers.find(function (u) { return u.username === approval.last; });
+    if (again) pickApprover(again);
+    else if (managers.length === 1) pickApprover(managers[0]);
     else show($("approve-pin-wrap"), false);
     if (problem) $("approve-msg").textContent = problem;
     renderDots($("approve-dots"), 0);
@@ -1153,7 +1165,8 @@
       b.classList.toggle("active", b.dataset.testid === "approver-" + u.username);
     });
     show($("approve-pin-wrap"), true);
-    $("approve-msg").textContent = "PIN of " + (u.display_name || u.username);
+    $("approve-msg").textContent = approval.problem || "PIN of " + (u.display_name || u.username);
+    approval.problem = null;
     renderDots($("approve-dots"), 0);
   }
 
@@ -1164,6 +1177,7 @@
       return;
     }
     const cred = { username: approval.user.username, pin: approval.pin };
+    approval.last = cred.username;
     approval.pin = "";
     renderDots($("approve-dots"), 0);
     const r = approval.resolve;
@@ -1318,7 +1332,7 @@
     $("refund-meta").appendChild(el("div", {}, [
       el("strong", { text: sale.receipt_no || "" }),
       el("span", { text: "  ·  " + fmtDate(sale.created_at || sale.created_ms) + "  ·  " + fmt(sale.total_cents) }),
-      el("span", { class: "tag tag-" + status, "data-testid": "refund-status", text: status }),
+      el("span", { class: "tag tag-" + status, "data-testid": "refund-status", "data-status": status, text: status.replace(/_/g, " ") }),
     ]));
     const tbody = $("refund-lines");
     tbody.textContent = "";

@@ -1,0 +1,606 @@
+"""The I/O shell around the pure election core: peers, heartbeats, links, sync rounds.
+
+The core (`election.py`) decides; this module does what it says, in order: persist
+first, then act, then send. Heartbeats ride on one Socket.IO websocket client per
+peer (`PeerLink`); the master pushes journal entries to the nodes connected to its
+own server, and clients submit events to the master over their link to it.
+Zeroconf only finds peers; heartbeats decide who is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import socketio
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from app.services.election import (
+    BecomeMaster,
+    ElectionCore,
+    Epoch,
+    Follow,
+    Heartbeat,
+    MasterLost,
+    PersistEpoch,
+    Refused,
+    StepDown,
+)
+from app.services.events import EVENT_TYPES, Event
+from app.services.ledger import LinkDown
+from app.services.node import Node
+from app.services.replication import HttpPeer, SyncError, pull
+from app.utils.signing import cluster_id, sign, verify
+
+log = logging.getLogger(__name__)
+NODE_NS = "/node"
+
+
+def now_ms() -> int:
+    """Monotonic milliseconds for the election core (wall clocks jump; see election.py)."""
+    return int(time.monotonic() * 1000)
+
+
+class PeerLink:
+    """Our websocket client to one peer's /node namespace, reconnecting by itself."""
+
+    def __init__(self, runtime: "ClusterRuntime", address: str):
+        self.runtime = runtime
+        self.address = address
+        self.device_id: int | None = None
+        self.connected = False
+        self._stop = threading.Event()
+        self.sio = socketio.Client(reconnection=False, logger=False, engineio_logger=False)
+        self.sio.on("connect", self._on_connect, namespace=NODE_NS)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NODE_NS)
+        self.sio.on("sync_update", self._on_sync_update, namespace=NODE_NS)
+        self.sio.on("critical_event", self._on_critical, namespace=NODE_NS)
+        self._thread = threading.Thread(target=self._run, name=f"link-{address}", daemon=True)
+
+    @property
+    def master_id(self) -> int:
+        return self.device_id or 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.sio.disconnect()
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.connected:
+                try:
+                    self.sio.connect(f"http://{self.address}", transports=["websocket"],
+                                     namespaces=[NODE_NS], auth=self.runtime.connect_auth,
+                                     wait_timeout=2)
+                except Exception as exc:  # noqa: BLE001 - peer down or refused us
+                    log.debug("link %s: connect failed: %s", self.address, exc)
+                    try:
+                        self.sio.disconnect()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    self._stop.wait(0.3)
+                    continue
+            self._stop.wait(0.2)
+
+    def _on_connect(self) -> None:
+        self.connected = True
+        self.runtime.send_heartbeat(self)
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        was = self.connected
+        self.connected = False
+        if was and self.device_id is not None:
+            self.runtime.on_peer_down(self.device_id)
+
+    def _on_sync_update(self, envelope: dict) -> None:
+        self.runtime.on_sync_update(envelope, self)
+
+    def _on_critical(self, envelope: dict) -> None:
+        body = self.runtime.open_envelope(envelope)
+        if body is not None:
+            self.runtime.emit_browsers("critical_event", body)
+
+    def emit(self, event: str, data: dict, callback: Callable | None = None) -> bool:
+        if not self.connected:
+            return False
+        try:
+            self.sio.emit(event, data, namespace=NODE_NS, callback=callback)
+            return True
+        except Exception:  # noqa: BLE001 - link dropped between check and emit
+            return False
+
+    def submit(self, events: list[dict], timeout: float) -> list[dict]:
+        """Ledger's MasterLink: hand events to the master and wait for its acks."""
+        if not self.connected:
+            raise LinkDown("not connected")
+        body = {"from": self.runtime.device_id, "epoch": self.runtime.core_epoch().to_list(),
+                "events": events}
+        try:
+            reply = self.sio.call("submit", self.runtime.seal(body), namespace=NODE_NS,
+                                  timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - timeout or disconnected
+            raise LinkDown(f"{type(exc).__name__}") from exc
+        opened = self.runtime.open_envelope(reply)
+        if opened is None:
+            raise LinkDown("unsigned reply")
+        acks = opened.get("acks") or []
+        if len(acks) != len(events):
+            raise LinkDown("bad reply")
+        return acks
+
+
+class ClusterRuntime:
+    def __init__(self, node: Node, *, emit_nodes: Callable[[str, dict], None],
+                 emit_browsers: Callable[[str, dict], None]):
+        cfg = node.config
+        self.node = node
+        self.cfg = cfg
+        self.device_id = cfg.device_id
+        self.secret = cfg.cluster_secret or ""
+        self.cluster_id = cluster_id(self.secret)
+        self.emit_nodes = emit_nodes
+        self.emit_browsers = emit_browsers
+        self.lock = threading.RLock()
+        ep = node.ledger.epoch
+        self.core = ElectionCore(
+            cfg.device_id, schema_version=node.schema_version,
+            failover_timeout_ms=cfg.failover_timeout_ms, reclaim=cfg.reclaim,
+            reclaim_delay_ms=int(cfg.reclaim_delay * 1000), epoch=Epoch(ep[0], ep[1]),
+            now=now_ms())
+        self.links: dict[str, PeerLink] = {}
+        self.caught_up = False
+        self.promoting = False
+        self.master_lost_at: int | None = None
+        self._sync_lock = threading.Lock()
+        self._refused_at: dict[str, int] = {}
+        self._last_state: tuple | None = None
+        self.stats = {"last_sync_time": None, "total_syncs": 0, "successful_syncs": 0,
+                      "failed_syncs": 0, "total_events_synced": 0, "last_error": None}
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self.discovery: Any = None
+
+    # ----------------------------------------------------------------- life
+    def start(self) -> None:
+        ledger = self.node.ledger
+        ledger.on_appended = self._broadcast_entries
+        for address in self.cfg.peers:
+            self.add_peer(address)
+        self.scheduler.add_job(self.heartbeat_tick, "interval", seconds=self.cfg.heartbeat_interval,
+                               id="heartbeat", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.sync_round, "interval", seconds=self.cfg.sync_interval,
+                               id="sync", max_instances=1, coalesce=True, kwargs={"reason": "periodic"})
+        self.scheduler.start()
+        if self.cfg.discovery:
+            from app.services.discovery import Discovery
+
+            try:
+                self.discovery = Discovery(self.cfg, self.cluster_id, self.add_peer)
+                self.discovery.start()
+            except Exception as exc:  # noqa: BLE001 - a till must run without multicast
+                log.warning("zeroconf discovery unavailable: %s", exc)
+
+    def stop(self) -> None:
+        try:
+            self.scheduler.shutdown(wait=False)
+        except Exception:  # noqa: BLE001
+            pass
+        if self.discovery is not None:
+            self.discovery.stop()
+        for link in list(self.links.values()):
+            link.stop()
+
+    def add_peer(self, address: str) -> None:
+        own = {f"127.0.0.1:{self.cfg.port}", f"localhost:{self.cfg.port}",
+               f"{self.cfg.host}:{self.cfg.port}"}
+        with self.lock:
+            if address in self.links or address in own:
+                return
+            link = PeerLink(self, address)
+            self.links[address] = link
+        link.start()
+
+    # ------------------------------------------------------------ signing
+    def seal(self, body: dict) -> dict:
+        return {"body": body, "sig": sign(self.secret, body)}
+
+    def open_envelope(self, envelope: Any) -> dict | None:
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("body"), dict):
+            return None
+        if not verify(self.secret, envelope["body"], envelope.get("sig", "")):
+            return None
+        return envelope["body"]
+
+    def connect_auth(self) -> dict:
+        body = {"device_id": self.device_id, "ts": int(time.time() * 1000),
+                "cluster_id": self.cluster_id}
+        return self.seal(body)
+
+    def core_epoch(self) -> Epoch:
+        with self.lock:
+            return self.core.epoch
+
+    # ---------------------------------------------------------- heartbeats
+    def _my_heartbeat(self) -> dict:
+        last_gseq, last_epoch = self.node.ledger.position()
+        with self.lock:
+            self.core.set_local_state(last_gseq=last_gseq, last_epoch=Epoch(*last_epoch),
+                                      eligible=self.eligible())
+            hb = self.core.heartbeat()
+        return self.seal({"hb": hb.to_dict(), "port": self.cfg.port,
+                          "outbox_pending": self.node.ledger.outbox_pending()})
+
+    def eligible(self) -> bool:
+        master = self.core.master_id
+        return self.caught_up or master is None or master == self.device_id
+
+    def heartbeat_tick(self) -> None:
+        try:
+            envelope = self._my_heartbeat()
+            with self.lock:
+                actions = self.core.tick(now_ms())
+            self.handle(actions)
+            for link in list(self.links.values()):
+                link.emit("heartbeat", envelope, callback=lambda reply, lk=link: self._on_reply(reply, lk))
+            self._refresh_master_link()
+            self._push_status_if_changed()
+        except Exception:  # noqa: BLE001 - never let the heartbeat job die
+            log.exception("heartbeat tick failed")
+
+    def send_heartbeat(self, link: PeerLink) -> None:
+        link.emit("heartbeat", self._my_heartbeat(), callback=lambda reply: self._on_reply(reply, link))
+
+    def _on_reply(self, reply: Any, link: PeerLink) -> None:
+        body = self.open_envelope(reply)
+        if body is None:
+            self.refuse(link.address, "unsigned or wrongly signed heartbeat reply")
+            return
+        self._take_heartbeat(body, link.address, link)
+
+    def on_heartbeat(self, envelope: Any, remote_addr: str) -> dict | None:
+        """A peer's heartbeat arrived at our server; answer with ours."""
+        body = self.open_envelope(envelope)
+        if body is None:
+            self.refuse(remote_addr, "unsigned or wrongly signed heartbeat")
+            return None
+        self._take_heartbeat(body, remote_addr, None)
+        return self._my_heartbeat()
+
+    def _take_heartbeat(self, body: dict, remote_addr: str, link: PeerLink | None) -> None:
+        try:
+            hb = Heartbeat.from_dict(body.get("hb"))
+        except ValueError as exc:
+            self.refuse(remote_addr, f"malformed heartbeat: {exc}")
+            return
+        if hb.device_id == self.device_id:
+            if link is not None:  # our own address reached us (e.g. via discovery)
+                link.stop()
+            return
+        if link is not None:
+            link.device_id = hb.device_id
+        elif not any(lk.device_id == hb.device_id for lk in self.links.values()):
+            port = body.get("port")
+            host = remote_addr.rsplit(":", 1)[0] if ":" in remote_addr else remote_addr
+            if isinstance(port, int):
+                self.add_peer(f"{host}:{port}")
+        with self.lock:
+            actions = self.core.on_heartbeat(hb, now_ms())
+        self.handle(actions)
+        self._refresh_master_link()
+
+    def on_peer_down(self, device_id: int) -> None:
+        with self.lock:
+            actions = self.core.on_peer_down(device_id, now_ms())
+        self.handle(actions)
+        self._refresh_master_link()
+        self._push_status_if_changed()
+
+    def refuse(self, who: str, reason: str) -> None:
+        """Audit refused node traffic, at most once a minute per sender."""
+        now = now_ms()
+        if now - self._refused_at.get(who, 0) < 60_000:
+            return
+        self._refused_at[who] = now
+        log.warning("refused node traffic from %s: %s", who, reason)
+        self._audit("node.refused", {"from": who, "reason": reason})
+
+    def on_node_connect(self, auth: Any, remote_addr: str) -> bool:
+        body = self.open_envelope(auth)
+        if body is None:
+            self.refuse(remote_addr, "node connection without a valid cluster signature")
+            return False
+        return True
+
+    # ------------------------------------------------------------- actions
+    def handle(self, actions: list) -> None:
+        """Persist first, then act, then tell."""
+        for action in actions:
+            if isinstance(action, PersistEpoch):
+                self.node.ledger.persist_epoch((action.epoch.number, action.epoch.master_id))
+            elif isinstance(action, BecomeMaster):
+                self._audit("election.won", {"epoch": action.epoch.to_list()})
+                threading.Thread(target=self._promote, args=(action.epoch,), daemon=True,
+                                 name="promote").start()
+            elif isinstance(action, StepDown):
+                self.node.ledger.stop_sequencing()
+                self.promoting = False
+                self._audit("role.step_down", {"epoch": action.epoch.to_list(),
+                                               "new_master": action.master_id})
+            elif isinstance(action, Follow):
+                if self.node.ledger.sequencing:
+                    self.node.ledger.stop_sequencing()
+                self.caught_up = False
+                self.master_lost_at = None
+                self._audit("election.follow", {"master_id": action.master_id,
+                                                "epoch": action.epoch.to_list()})
+                self.emit_browsers("master_changed", {"master_id": action.master_id,
+                                                      "epoch": action.epoch.to_list()})
+                self._refresh_master_link()
+                self.kick_sync("new master")
+            elif isinstance(action, MasterLost):
+                self.node.ledger.master_link = None
+                self.master_lost_at = now_ms()
+                self._audit("election.master_lost", {"master_id": action.previous_master_id})
+            elif isinstance(action, Refused):
+                self.refuse(f"device {action.device_id}", action.reason)
+
+    def _promote(self, epoch: Epoch) -> None:
+        """Catch up from the freshest alive peer, then start sequencing at `epoch`."""
+        self.promoting = True
+        ledger = self.node.ledger
+        ledger.master_link = None
+        try:
+            self._catch_up_before_sequencing()
+        except Exception as exc:  # noqa: BLE001 - sequence anyway; the peer resyncs to us
+            log.warning("catch-up before sequencing failed: %s", exc)
+        with self.lock:
+            still = self.core.role == "master" and self.core.epoch == epoch
+        if not still:
+            self.promoting = False
+            return
+        resequenced = ledger.start_sequencing((epoch.number, epoch.master_id))
+        self.promoting = False
+        self.caught_up = True
+        self._audit("role.master", {"epoch": epoch.to_list(), "resequenced_outbox": resequenced})
+        self.emit_browsers("master_changed", {"master_id": self.device_id, "epoch": epoch.to_list()})
+        self.emit_nodes("master_changed", self.seal({"master_id": self.device_id,
+                                                     "epoch": epoch.to_list()}))
+        self._push_status_if_changed(force=True)
+
+    def _catch_up_before_sequencing(self) -> None:
+        now = now_ms()
+        my_gseq, my_epoch = self.node.ledger.position()
+        mine = (tuple(my_epoch), my_gseq)
+        with self.lock:
+            peers = [p for p in self.core.peers(now) if p.alive]
+        best = None
+        for p in peers:
+            key = ((p.last_epoch.number, p.last_epoch.master_id), p.last_gseq)
+            if key > mine and (best is None or key > best[0]):
+                best = (key, p.device_id)
+        if best is None:
+            return
+        link = self._link_for(best[1])
+        if link is None:
+            return
+        result = pull(self.node.ledger, self._http(link.address))
+        self._audit("sync.catch_up", {"from_device": best[1], **result})
+
+    # ----------------------------------------------------------- sync
+    def _http(self, address: str) -> HttpPeer:
+        return HttpPeer(address, self.secret, self.device_id)
+
+    def _link_for(self, device_id: int | None) -> PeerLink | None:
+        if device_id is None:
+            return None
+        for link in self.links.values():
+            if link.device_id == device_id and link.connected:
+                return link
+        return None
+
+    def _refresh_master_link(self) -> None:
+        with self.lock:
+            master = self.core.master_id
+            role = self.core.role
+        ledger = self.node.ledger
+        if role == "master" or master is None or master == self.device_id:
+            ledger.master_link = None
+            return
+        ledger.master_link = self._link_for(master)
+
+    def kick_sync(self, reason: str) -> None:
+        threading.Thread(target=self.sync_round, kwargs={"reason": reason}, daemon=True,
+                         name="sync-now").start()
+
+    def sync_round(self, reason: str = "periodic") -> None:
+        """Pull what we miss from the master, push our outbox to it."""
+        if not self._sync_lock.acquire(blocking=False):
+            return
+        try:
+            with self.lock:
+                role, master = self.core.role, self.core.master_id
+            if role == "master" or master is None:
+                return
+            link = self._link_for(master)
+            self.stats["total_syncs"] += 1
+            self.stats["last_sync_time"] = int(time.time() * 1000)
+            if link is None:
+                raise SyncError(f"no link to master {master}")
+            result = pull(self.node.ledger, self._http(link.address))
+            pushed = self.push_outbox(link)
+            self.caught_up = True
+            self.stats["successful_syncs"] += 1
+            self.stats["total_events_synced"] += result["pulled"] + pushed
+            self._audit("sync.round", {"reason": reason, "master_id": master, "pushed": pushed,
+                                       **result})
+        except (SyncError, LinkDown) as exc:
+            self.stats["failed_syncs"] += 1
+            self.stats["last_error"] = str(exc)
+            log.info("sync round failed: %s", exc)
+        except Exception as exc:  # noqa: BLE001
+            self.stats["failed_syncs"] += 1
+            self.stats["last_error"] = str(exc)
+            log.exception("sync round failed")
+        finally:
+            self._sync_lock.release()
+            self._push_status_if_changed()
+
+    def push_outbox(self, link: PeerLink) -> int:
+        ledger = self.node.ledger
+        pushed = 0
+        sent: set[str] = set()
+        for _ in range(1000):
+            events = [e for e in ledger.outbox_events(limit=200) if e.event_id not in sent]
+            if not events:
+                break
+            sent.update(e.event_id for e in events)
+            acks = link.submit([e.to_dict() for e in events], timeout=10.0)
+            rejected = [a["event_id"] for a in acks if a.get("status") in ("rejected", "refused")]
+            if rejected:
+                ledger.forget_outbox(rejected, "rejected by the master")
+            if any(a.get("status") == "not_master" for a in acks):
+                raise LinkDown("master is not sequencing")
+            pushed += len(events)
+            self._audit("sync.resubmitted", {"master_id": link.device_id, "events": len(events),
+                                             "acks": _count(a.get("status") for a in acks)})
+            # The acked events leave the outbox when the journal brings them back;
+            # wait for that before sending the next page.
+            last = max((a.get("gseq") or 0) for a in acks)
+            if last:
+                ledger.wait_for_gseq(last, timeout=2.0)
+            if len(events) < 200:
+                break
+        return pushed
+
+    def on_submit(self, envelope: Any, remote_addr: str) -> dict:
+        body = self.open_envelope(envelope)
+        if body is None:
+            self.refuse(remote_addr, "unsigned submit")
+            return {"body": {"acks": []}, "sig": ""}
+        events_raw = body.get("events") or []
+        try:
+            events = [Event.from_dict(e) for e in events_raw]
+        except (KeyError, TypeError, ValueError):
+            return self.seal({"acks": [{"status": "refused", "error": {
+                "code": "VALIDATION_ERROR", "message": "malformed event", "status": 400}}
+                for _ in events_raw]})
+        for ev in events:
+            if ev.type not in EVENT_TYPES:
+                return self.seal({"acks": [{"status": "refused", "event_id": e.event_id, "error": {
+                    "code": "VALIDATION_ERROR", "message": f"unknown event type {ev.type}",
+                    "status": 400}} for e in events]})
+        try:
+            their_epoch = Epoch.from_list(body.get("epoch"))
+        except ValueError:
+            their_epoch = Epoch(0, 0)
+        if their_epoch > self.core_epoch():
+            return self.seal({"acks": [{"status": "not_master", "event_id": e.event_id}
+                                       for e in events]})
+        acks = self.node.ledger.sequence(events, from_device=body.get("from"))
+        return self.seal({"acks": acks})
+
+    def on_sync_update(self, envelope: Any, link: PeerLink) -> None:
+        body = self.open_envelope(envelope)
+        if body is None:
+            self.refuse(link.address, "unsigned sync_update")
+            return
+        try:
+            epoch = Epoch.from_list(body.get("epoch"))
+        except ValueError:
+            return
+        with self.lock:
+            mine, master = self.core.epoch, self.core.master_id
+        if epoch < mine:
+            self.refuse(f"device {link.device_id}", f"sync_update from stale epoch {epoch.to_list()}")
+            return
+        if epoch != mine or master != link.device_id:
+            return  # not (yet) our master: the next heartbeat/sync sorts it out
+        result = self.node.ledger.receive_entries(body.get("entries") or [], prev=body.get("prev"))
+        if result.gap_after is not None or result.diverged:
+            self.kick_sync("gap" if result.gap_after is not None else "diverged")
+
+    def _broadcast_entries(self, entries: list[dict], prev: dict | None) -> None:
+        epoch = self.core_epoch()
+        self.emit_nodes("sync_update", self.seal({"epoch": epoch.to_list(), "entries": entries,
+                                                  "prev": prev}))
+
+    def broadcast_critical(self, data: dict) -> None:
+        if self.node.ledger.sequencing:
+            self.emit_nodes("critical_event", self.seal(data))
+
+    # -------------------------------------------------------------- view
+    def state(self) -> str:
+        with self.lock:
+            role, master = self.core.role, self.core.master_id
+        if role == "master":
+            return "online" if self.node.ledger.sequencing else "failover"
+        if master is not None and self._link_for(master) is not None:
+            return "online"
+        lost = self.master_lost_at
+        if lost is not None and now_ms() - lost < 3 * self.cfg.failover_timeout_ms:
+            return "failover"
+        return "offline"
+
+    def status(self) -> dict[str, Any]:
+        now = now_ms()
+        with self.lock:
+            role, master, epoch = self.core.role, self.core.master_id, self.core.epoch
+            peers = self.core.peers(now)
+        addresses = {lk.device_id: lk.address for lk in self.links.values() if lk.device_id}
+        last_gseq, _ = self.node.ledger.position()
+        wall_offset = int(time.time() * 1000) - now
+        nodes = [{"device_id": self.device_id, "address": f"{self.cfg.host}:{self.cfg.port}",
+                  "alive": True, "last_seen": now + wall_offset, "role": role, "epoch": epoch.to_list(),
+                  "last_gseq": last_gseq, "self": True}]
+        for p in peers:
+            nodes.append({"device_id": p.device_id, "address": addresses.get(p.device_id),
+                          "alive": p.alive, "last_seen": p.last_seen + wall_offset if p.last_seen else None,
+                          "role": p.role, "epoch": p.epoch.to_list(), "last_gseq": p.last_gseq,
+                          "lag": max(last_gseq - p.last_gseq, 0) if role == "master" else None})
+        nodes.sort(key=lambda n: n["device_id"])
+        return {"device_id": self.device_id, "role": role, "master_id": master,
+                "epoch": epoch.to_list(), "state": self.state(), "nodes": nodes,
+                "sync": self.sync_status()}
+
+    def sync_status(self) -> dict[str, Any]:
+        last_gseq, _ = self.node.ledger.position()
+        with self.lock:
+            role, epoch = self.core.role, self.core.epoch
+            master = self.core.master_id
+            master_gseq = next((p.last_gseq for p in self.core.peers(now_ms())
+                                if p.device_id == master), last_gseq)
+        return {"role": role, "epoch": epoch.to_list(), "last_gseq": last_gseq,
+                "outbox_pending": self.node.ledger.outbox_pending(),
+                "lag": max(master_gseq - last_gseq, 0), **self.stats}
+
+    def _push_status_if_changed(self, force: bool = False) -> None:
+        with self.lock:
+            key = (self.core.role, self.core.master_id, self.core.epoch)
+        state = self.state()
+        full = (*key, state)
+        if force or full != self._last_state:
+            self._last_state = full
+            self.emit_browsers("cluster_status", {
+                "state": state, "role": key[0], "master_id": key[1], "epoch": key[2].to_list(),
+                "outbox_pending": self.node.ledger.outbox_pending()})
+
+    def _audit(self, action: str, details: dict) -> None:
+        try:
+            with self.node.db.write() as session:
+                self.node.audit.record(session, action, None, details)
+        except Exception:  # noqa: BLE001 - auditing must not stop the cluster loop
+            log.exception("audit %s failed", action)
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        out[str(item)] = out.get(str(item), 0) + 1
+    return out
