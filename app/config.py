@@ -17,6 +17,9 @@ class Config:
     peers: list[str] = field(default_factory=list)
     cluster_secret: str | None = None
     discovery: bool = True
+    # Add a peer that heartbeats us from an address we did not know (a till that joined
+    # with --peer pointing at us). Tests that route all traffic through proxies turn it off.
+    learn_peers: bool = True
     heartbeat_interval: float = 0.5
     failover_timeout: float = 2.0
     sync_interval: float = 30.0
@@ -83,6 +86,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="static peer (repeatable); env POS_PEERS=host:port,host:port")
     parser.add_argument("--no-discovery", action="store_true", default=None, dest="no_discovery",
                         help="turn zeroconf discovery off (env POS_DISCOVERY=0)")
+    parser.add_argument("--no-learn-peers", action="store_true", default=None, dest="no_learn_peers",
+                        help="only talk to --peer/zeroconf addresses, never to addresses learned "
+                             "from incoming heartbeats (env POS_LEARN_PEERS=0)")
     parser.add_argument("--seed-demo", action="store_true", default=None, dest="seed_demo",
                         help="load the sample catalog and demo users on first start")
 
@@ -106,6 +112,10 @@ def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] |
         cfg.discovery = False
     elif env.get("POS_DISCOVERY", "").lower() in {"0", "false", "no", "off"}:
         cfg.discovery = False
+    if args is not None and getattr(args, "no_learn_peers", None):
+        cfg.learn_peers = False
+    elif env.get("POS_LEARN_PEERS", "").lower() in {"0", "false", "no", "off"}:
+        cfg.learn_peers = False
     if args is not None and getattr(args, "seed_demo", None):
         cfg.seed_demo = True
     elif env.get("POS_SEED_DEMO", "").lower() in {"1", "true", "yes", "on"}:

@@ -285,7 +285,8 @@ class ClusterRuntime:
             return
         if link is not None:
             link.device_id = hb.device_id
-        elif not any(lk.device_id == hb.device_id for lk in self.links.values()):
+        elif self.cfg.learn_peers and not any(lk.device_id == hb.device_id
+                                              for lk in self.links.values()):
             port = body.get("port")
             host = remote_addr.rsplit(":", 1)[0] if ":" in remote_addr else remote_addr
             if isinstance(port, int):
