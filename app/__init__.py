@@ -29,7 +29,9 @@ def create_app(config: Config | None = None) -> Flask:
         api_auth,
         api_catalog,
         api_cluster,
+        api_reports,
         api_sales,
+        backoffice_pages,
         errors,
         sockets,
         sync,
@@ -73,7 +75,8 @@ def create_app(config: Config | None = None) -> Flask:
     ledger.notify = relay
 
     errors.init_app(app)
-    for module in (api_auth, api_catalog, api_sales, api_admin, api_cluster, sync, till_pages):
+    for module in (api_auth, api_catalog, api_sales, api_admin, api_cluster, sync, till_pages,
+                   api_reports, backoffice_pages):
         app.register_blueprint(module.bp)
     sockets.register()
     sockets.register_node_namespace()

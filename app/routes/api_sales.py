@@ -22,7 +22,9 @@ def create_sale():
         node(), cashier, [line.model_dump() for line in body.lines],
         [p.model_dump() for p in body.payments], client_ref=body.client_ref,
         cart_discount_cents=body.cart_discount_cents, approver=approver)
-    status = "offline" if sale.get("mode") == "offline" and sale.get("sync") == "pending" else "online"
+    status = sale.pop("status_detail", None)
+    if status not in ("online", "offline"):  # a retry: say how the first one went
+        status = "offline" if sale.get("sync") == "pending" else "online"
     return jsonify({
         "success": True, "sale_id": sale.get("sale_id"), "receipt_no": sale.get("receipt_no"),
         "total_cents": sale.get("total_cents"), "tax_cents": sale.get("tax_cents"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import ConflictRecord, Product, Refund, Sale, SaleLine, User
@@ -64,6 +64,9 @@ def admit(session: Session, ev: Event) -> Any:
         if session.get(User, p["username"]) is not None and ev.mode == "online":
             raise Conflict(f"user {p['username']} already exists", {"username": p["username"]})
         return None
+    if ev.type == "user.update":
+        _keep_one_admin(session, p["username"], p.get("changes", {}))
+        return None
     if ev.type in ("sale.refund", "sale.void") and ev.mode == "online":
         sale = session.get(Sale, p["sale_id"])
         if sale is None:
@@ -81,6 +84,21 @@ def admit(session: Session, ev: Event) -> Any:
                                    {"sku": item["sku"], "refundable": left})
         return None
     return None
+
+
+def _keep_one_admin(session: Session, username: str, changes: dict) -> None:
+    """Refuse to demote or deactivate the last active admin (nobody could manage users)."""
+    demoted = ("role" in changes and changes["role"] != "admin") or changes.get("active") is False
+    if not demoted:
+        return
+    user = session.get(User, username)
+    if user is None or user.role != "admin" or not user.active:
+        return
+    others = session.scalar(select(func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.username != username))
+    if not others:
+        raise Conflict(f"{username} is the last active admin; make another admin first",
+                       {"username": username}, code="LAST_ADMIN")
 
 
 def after_apply(session: Session, ev: Event, decision: Any) -> list[dict]:

@@ -31,7 +31,7 @@ from app.services.election import (
 from app.services.events import EVENT_TYPES, Event
 from app.services.ledger import LinkDown
 from app.services.node import Node
-from app.services.replication import HttpPeer, SyncError, pull
+from app.services.replication import Diverged, HttpPeer, SyncError, pull
 from app.utils.signing import cluster_id, sign, verify
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,7 @@ class ClusterRuntime:
             for link in list(self.links.values()):
                 link.emit("heartbeat", envelope, callback=lambda reply, lk=link: self._on_reply(reply, lk))
             self._refresh_master_link()
+            self._update_isolation()
             self._push_status_if_changed()
         except Exception:  # noqa: BLE001 - never let the heartbeat job die
             log.exception("heartbeat tick failed")
@@ -301,6 +302,7 @@ class ClusterRuntime:
             actions = self.core.on_peer_down(device_id, now_ms())
         self.handle(actions)
         self._refresh_master_link()
+        self._update_isolation()
         self._push_status_if_changed()
 
     def refuse(self, who: str, reason: str) -> None:
@@ -376,23 +378,28 @@ class ClusterRuntime:
         self._push_status_if_changed(force=True)
 
     def _catch_up_before_sequencing(self) -> None:
+        """Pull entries that alive peers got from the old master and we missed.
+
+        Only a peer whose journal *extends* ours is followed; a diverged peer (the other
+        side of a healed partition) keeps its tail until it follows us, then drops it
+        into its outbox and resubmits it. So the winning master's journal stays the base.
+        """
         now = now_ms()
-        my_gseq, my_epoch = self.node.ledger.position()
-        mine = (tuple(my_epoch), my_gseq)
+        my_gseq, _ = self.node.ledger.position()
         with self.lock:
-            peers = [p for p in self.core.peers(now) if p.alive]
-        best = None
+            peers = sorted((p for p in self.core.peers(now) if p.alive and p.last_gseq > my_gseq),
+                           key=lambda p: p.last_gseq, reverse=True)
         for p in peers:
-            key = ((p.last_epoch.number, p.last_epoch.master_id), p.last_gseq)
-            if key > mine and (best is None or key > best[0]):
-                best = (key, p.device_id)
-        if best is None:
-            return
-        link = self._link_for(best[1])
-        if link is None:
-            return
-        result = pull(self.node.ledger, self._http(link.address))
-        self._audit("sync.catch_up", {"from_device": best[1], **result})
+            link = self._link_for(p.device_id)
+            if link is None:
+                continue
+            try:
+                result = pull(self.node.ledger, self._http(link.address), truncate=False)
+            except Diverged as exc:
+                self._audit("sync.catch_up_skipped", {"from_device": p.device_id,
+                                                      "reason": str(exc)})
+                continue
+            self._audit("sync.catch_up", {"from_device": p.device_id, **result})
 
     # ----------------------------------------------------------- sync
     def _http(self, address: str) -> HttpPeer:
@@ -415,6 +422,18 @@ class ClusterRuntime:
             ledger.master_link = None
             return
         ledger.master_link = self._link_for(master)
+
+    def _update_isolation(self) -> None:
+        """A master that knows peers but hears none is alone in a partition.
+
+        Its sales may end up in a losing tail, so they are taken as offline sales:
+        never refused, reported as offline to the cashier, conflicts recorded later.
+        """
+        with self.lock:
+            role = self.core.role
+            peers = self.core.peers(now_ms())
+        known = bool(self.links) or bool(peers)
+        self.node.ledger.isolated = role == "master" and known and not any(p.alive for p in peers)
 
     def kick_sync(self, reason: str) -> None:
         threading.Thread(target=self.sync_round, kwargs={"reason": reason}, daemon=True,
@@ -541,7 +560,9 @@ class ClusterRuntime:
         with self.lock:
             role, master = self.core.role, self.core.master_id
         if role == "master":
-            return "online" if self.node.ledger.sequencing else "failover"
+            if not self.node.ledger.sequencing:
+                return "failover"
+            return "offline" if self.node.ledger.isolated else "online"
         if master is not None and self._link_for(master) is not None:
             return "online"
         lost = self.master_lost_at

@@ -83,6 +83,8 @@ class Ledger:
         self.audit = audit
         self.submit_timeout = submit_timeout
         self.sequencing = False
+        # Set by the cluster shell: a master cut off from every peer it knows.
+        self.isolated = False
         self.epoch: EpochPair = (0, 0)
         self.master_link: MasterLink | None = None
         # Callbacks wired by the app: relay notices to browsers, broadcast new entries.
@@ -184,8 +186,13 @@ class Ledger:
     def execute(self, ev: Event, *, offline_ok: bool = True) -> Outcome:
         """Make one event durable the best way the cluster allows right now."""
         if self.sequencing:
+            if self.isolated and ev.type in COMMUTATIVE_TYPES:
+                ev.mode = "offline"  # may land in a losing tail: never refuse, say so
             ack = self.sequence([ev])[0]
-            return self._outcome_from_ack(ev, ack, local=True)
+            outcome = self._outcome_from_ack(ev, ack, local=True)
+            if ev.mode == "offline" and outcome.status == "online":
+                outcome.status = "offline"
+            return outcome
         link = self.master_link
         if link is not None:
             try:

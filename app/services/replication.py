@@ -65,8 +65,18 @@ def common_prefix(ledger: Ledger, peer: HttpPeer, upto: int) -> int:
     return 0
 
 
-def pull(ledger: Ledger, peer: HttpPeer, *, max_rounds: int = 10_000) -> dict[str, int]:
-    """Bring our journal up to the peer's: append what is missing, drop a losing tail."""
+class Diverged(SyncError):
+    """The peer's journal does not extend ours (and we were told to keep ours)."""
+
+
+def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True,
+         max_rounds: int = 10_000) -> dict[str, int]:
+    """Bring our journal up to the peer's: append what is missing, drop a losing tail.
+
+    With truncate=False (a new master catching up before it sequences) a diverged peer
+    is not followed: the master keeps its own journal and the peer, once it follows
+    the master, drops its tail into its outbox and resubmits it.
+    """
     pulled = dropped = 0
     for _ in range(max_rounds):
         since, _epoch = ledger.position()
@@ -75,6 +85,10 @@ def pull(ledger: Ledger, peer: HttpPeer, *, max_rounds: int = 10_000) -> dict[st
         remote_last = int(page["last_gseq"])
         mine_at_anchor = ledger.event_id_at(since) if since else None
         if since and (remote_last < since or anchor.get("event_id") != mine_at_anchor):
+            if not truncate:
+                if remote_last < since and anchor.get("event_id") is None:
+                    break  # the peer is simply behind us
+                raise Diverged(f"{peer.address} diverged from our journal at {since}")
             keep = common_prefix(ledger, peer, min(since, remote_last))
             dropped += ledger.truncate_after(keep, f"diverged from device at {peer.address}")
             continue
@@ -82,6 +96,8 @@ def pull(ledger: Ledger, peer: HttpPeer, *, max_rounds: int = 10_000) -> dict[st
             break
         result = ledger.receive_entries(page["entries"], prev=anchor)
         if result.diverged:
+            if not truncate:
+                raise Diverged(f"{peer.address} diverged from our journal")
             continue
         pulled += result.applied
         if result.applied == 0:

@@ -2,8 +2,8 @@
 
 * Chromium comes from apt (`/usr/bin/chromium`); `playwright install` is never used.
 * With CI=true a missing Chromium FAILS the tests; elsewhere they are skipped.
-* Nodes are real `python -m app run ...` processes on 127.0.0.1 (the cluster
-  harness when it is there, else one node started here).
+* Nodes are real `python -m app run ...` processes on 127.0.0.1, started with
+  the cluster harness (tests/cluster/harness.py).
 * Screenshots go to artifacts/screenshots/ (see README).
 """
 
@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+
+from tests.cluster.harness import DEMO_PINS, Cluster, NodeProc
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = REPO / "artifacts" / "screenshots"
@@ -36,8 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORTS = {"1280x800": {"width": 1280, "height": 800}, "1024x768": {"width": 1024, "height": 768}}
-DEMO_PINS = {"admin": "1234", "manager": "2345", "cashier": "0000"}
-CLUSTER_SECRET = "browser-test-secret"
 
 
 def _chromium_or_fail() -> str:
@@ -103,12 +100,6 @@ class Api:
 
 
 # ----------------------------------------------------------------------------- nodes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_demo_ready(base: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     """Until the demo users can log in and the sample catalog is loaded."""
     deadline = time.monotonic() + timeout
@@ -117,6 +108,12 @@ def wait_demo_ready(base: str, timeout: float = 60.0, proc: subprocess.Popen | N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"node exited with {proc.returncode} before it was ready")
         try:
+            # Log in only once the user exists: failed logins count towards the lockout.
+            users = requests.get(f"{base}/api/users", timeout=5).json().get("users", [])
+            if not any(u["username"] == "cashier" for u in users):
+                last = "demo users not there yet"
+                time.sleep(0.25)
+                continue
             api = Api(base).login("cashier")
             total = api.get("/api/products", limit=1).json().get("total", 0)
             if total >= 50:
@@ -128,58 +125,50 @@ def wait_demo_ready(base: str, timeout: float = 60.0, proc: subprocess.Popen | N
     raise RuntimeError(f"node at {base} not ready after {timeout}s: {last}")
 
 
-@dataclass
-class SoloNode:
-    """One `python -m app run` node with the demo data (no peers)."""
+SHOP_NAME = "Corner Shop"
 
-    tmp: Path
-    device_id: int = 1
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-    log_path: Path | None = None
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+def start_cluster(n: int, base_dir: Path, **kwargs: Any) -> Cluster:
+    """n real tills on 127.0.0.1 (the cluster harness); till 1 loads the demo shop.
 
-    def start(self) -> "SoloNode":
-        data = self.tmp / f"till{self.device_id}"
-        data.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.tmp / f"till{self.device_id}.log"
-        cmd = [sys.executable, "-m", "app", "run", "--device-id", str(self.device_id),
-               "--port", str(self.port), "--host", "127.0.0.1", "--data-dir", str(data),
-               "--no-discovery", "--cluster-secret", CLUSTER_SECRET, "--admin-pin", "1234",
-               "--seed-demo", "--shop-name", "Corner Shop (browser tests)", "--log-level", "WARNING"]
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_demo_ready(self.base, proc=self.proc)
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"node did not start; log:\n{self.log_tail()}") from None
-        return self
-
-    def log_tail(self, n: int = 40) -> str:
-        if not self.log_path or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+    Readiness is checked here rather than with Cluster.wait_seeded: logging in before
+    the demo users exist counts as wrong PINs and locks the user out.
+    """
+    extra = {i: ["--shop-name", SHOP_NAME, "--log-level", "WARNING"] for i in range(1, n + 1)}
+    cluster = Cluster(n, str(base_dir), extra_args=extra, **kwargs)
+    try:
+        cluster.start(wait_master=False)
+        cluster.wait_master(timeout=30)
+        for till in cluster.nodes.values():
+            wait_demo_ready(till.url, proc=till.proc)
+    except Exception:
+        logs = "\n".join(f"--- till{t.device_id}\n{t.tail_log()}" for t in cluster.nodes.values())
+        cluster.stop()
+        raise RuntimeError(f"cluster did not start:\n{logs}") from None
+    return cluster
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoloNode]:
-    """A real till node on 127.0.0.1 with the demo shop loaded (one per test module)."""
-    n = SoloNode(tmp_path_factory.mktemp("till")).start()
-    yield n
-    n.stop()
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProc]:
+    """One real till with the demo shop loaded, shared by a test module."""
+    cluster = start_cluster(1, tmp_path_factory.mktemp("till"))
+    yield cluster[1]
+    cluster.stop()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """Factory for multi-till clusters; every node is killed at teardown."""
+    made: list[Cluster] = []
+
+    def factory(n: int = 2, **kwargs: Any) -> Cluster:
+        cluster = start_cluster(n, tmp_path / f"c{len(made)}", **kwargs)
+        made.append(cluster)
+        return cluster
+
+    yield factory
+    for cluster in made:
+        cluster.stop()
 
 
 # ----------------------------------------------------------------------------- page helpers

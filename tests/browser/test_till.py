@@ -6,6 +6,7 @@ Each test uses its own products so the module can share one node.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import pytest
@@ -19,7 +20,7 @@ RECEIPT_NO = re.compile(r"^T1-\d{6}$")
 
 
 def test_pin_login_wrong_then_right(page: Page, node) -> None:
-    page.goto(f"{node.base}/till")
+    page.goto(f"{node.url}/till")
     page.get_by_test_id("user-cashier").click()
     for digit in "9999":
         page.get_by_test_id(f"pin-key-{digit}").click()
@@ -41,10 +42,10 @@ def test_pin_login_wrong_then_right(page: Page, node) -> None:
 
 
 def test_sell_by_barcode_and_tile_cash_change_receipt(page: Page, node) -> None:
-    api = Api(node.base).login("cashier")
+    api = Api(node.url).login("cashier")
     milk = api.product("DAI-001")  # found by barcode (keyboard-wedge scanner)
     bread = api.product("BAK-003")  # found by tapping its tile
-    login(page, node.base)
+    login(page, node.url)
 
     # A wedge scanner types digits then Enter into whatever has focus.
     page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -88,10 +89,10 @@ def test_sell_by_barcode_and_tile_cash_change_receipt(page: Page, node) -> None:
 
 
 def test_double_clicked_pay_sells_once(page: Page, node) -> None:
-    api = Api(node.base).login("cashier")
+    api = Api(node.url).login("cashier")
     before_sales = api.sales_total()
     before_stock = api.product("SNK-002")["stock"]
-    login(page, node.base)
+    login(page, node.url)
 
     page.get_by_test_id("product-SNK-002").click()
     page.get_by_test_id("pay-cash").click()
@@ -105,10 +106,10 @@ def test_double_clicked_pay_sells_once(page: Page, node) -> None:
 
 def test_retry_after_lost_answer_sells_once(page: Page, node) -> None:
     """The POST reaches the node but its answer is lost: Retry reuses the client_ref."""
-    api = Api(node.base).login("cashier")
+    api = Api(node.url).login("cashier")
     before_sales = api.sales_total()
     before_stock = api.product("SNK-003")["stock"]
-    login(page, node.base)
+    login(page, node.url)
 
     refs: list[str] = []
 
@@ -135,10 +136,10 @@ def test_retry_after_lost_answer_sells_once(page: Page, node) -> None:
 
 
 def test_out_of_stock_when_another_till_took_the_last_unit(page: Page, node) -> None:
-    api = Api(node.base).login("manager")
+    api = Api(node.url).login("manager")
     sku = "DAI-009"  # Camembert: one unit in the demo shop
     assert api.product(sku)["stock"] == 1
-    login(page, node.base)
+    login(page, node.url)
     page.get_by_test_id(f"product-{sku}").click()
     expect(page.get_by_test_id(f"cart-line-{sku}")).to_be_visible()
 
@@ -167,13 +168,13 @@ def test_out_of_stock_when_another_till_took_the_last_unit(page: Page, node) -> 
 
 
 def test_refund_with_manager_pin(page: Page, node) -> None:
-    api = Api(node.base).login("cashier")
+    api = Api(node.url).login("cashier")
     r = api.post("/api/sales", {"lines": [{"sku": "HOU-009", "quantity": 3}],
                                 "payments": [{"method": "cash", "amount_cents": 500}],
                                 "client_ref": str(uuid.uuid4())})
     assert r.status_code == 201, r.text
     receipt_no = r.json()["receipt_no"]
-    login(page, node.base)
+    login(page, node.url)
 
     page.get_by_test_id("open-refund").click()
     page.get_by_test_id("refund-receipt").fill(receipt_no)
@@ -207,16 +208,16 @@ def test_screenshots_of_main_states(browser, node, screenshot_dir, size: str) ->
     page.on("pageerror", lambda e: errors.append(str(e)))
     shot = lambda name: page.screenshot(path=str(screenshot_dir / f"till-{size}-{name}.png"))  # noqa: E731
 
-    page.goto(f"{node.base}/till")
+    page.goto(f"{node.url}/till")
     expect(page.get_by_test_id("user-cashier")).to_be_visible()
     shot("0-login")
-    login(page, node.base)
+    login(page, node.url)
     shot("1-empty-cart")
 
     for sku in ("BAK-001", "DAI-003", "DRK-003", "FRV-002", "PAN-005", "HOU-001", "PER-001", "NEW-001"):
         page.get_by_test_id(f"product-{sku}").click()
     page.get_by_test_id("qty-plus-BAK-001").click()
-    page.get_by_test_id("grid").evaluate("g => g.parentElement.scrollTo(0, 0)")
+    page.locator(".grid-wrap").evaluate("g => g.scrollTo(0, 0)")
     shot("2-full-cart")
 
     page.get_by_test_id("pay-cash").click()
@@ -227,14 +228,22 @@ def test_screenshots_of_main_states(browser, node, screenshot_dir, size: str) ->
     shot("4-receipt")
     page.get_by_test_id("new-sale").click()
 
-    # Offline look, driven through the page's own status handler (a single node is
-    # always its own master; the cluster tests show the real thing).
-    page.evaluate("window.lanposTill.applyClusterStatus({state: 'offline', outbox_pending: 3})")
-    expect(page.get_by_test_id("cluster-status")).to_have_attribute("data-state", "offline")
+    # Offline and failover looks: a single node is always its own master, so here the
+    # page is told so by /api/cluster (the cluster tests show the real thing).
+    def cluster_says(state: str, pending: int) -> None:
+        page.route("**/api/cluster", lambda route: route.fulfill(json={
+            "success": True, "device_id": 1, "role": "client", "master_id": None,
+            "epoch": [1, 1], "state": state, "outbox_pending": pending, "nodes": []}))
+        page.evaluate("window.lanposTill.refreshCluster()")
+        expect(page.get_by_test_id("cluster-status")).to_have_attribute("data-state", state)
+
+    cluster_says("offline", 3)
     expect(page.get_by_test_id("cluster-status")).to_contain_text("3 sales waiting")
+    expect(page.get_by_test_id("offline-banner")).to_be_visible()
     page.get_by_test_id("product-DRK-001").click()
     shot("5-offline")
-    page.evaluate("window.lanposTill.applyClusterStatus({state: 'failover', outbox_pending: 0})")
+    page.unroute("**/api/cluster")
+    cluster_says("failover", 1)
     shot("6-failover")
 
     # Touch targets: every button on the selling screen is at least 48 px.
@@ -246,3 +255,75 @@ def test_screenshots_of_main_states(browser, node, screenshot_dir, size: str) ->
     assert small == [], small
     context.close()
     assert errors == [], errors
+
+
+# ----------------------------------------------------------------------------- live, several tills
+def test_tile_greys_out_within_1s_when_another_till_sells_the_last_unit(page: Page, make_cluster) -> None:
+    cluster = make_cluster(2)
+    sku = "NEW-009"  # Computer magazine: one unit in the demo shop
+    login(page, cluster[1].url)
+    tile = page.get_by_test_id(f"product-{sku}")
+    expect(tile).to_have_attribute("data-stock", "1")
+    expect(tile).not_to_have_attribute("aria-disabled", "true")
+
+    r = cluster[2].sell(sku)  # the last unit goes at till 2
+    assert r.status_code == 201, r.text
+    sold = time.monotonic()
+    expect(tile).to_have_attribute("aria-disabled", "true", timeout=1000)
+    assert time.monotonic() - sold <= 1.0
+    expect(tile).to_have_attribute("data-stock", "0")
+
+    tile.click()  # a greyed-out tile cannot be added
+    expect(page.get_by_test_id(f"cart-line-{sku}")).to_have_count(0)
+
+
+def test_status_pill_through_master_loss_and_failover(browser, make_cluster, screenshot_dir) -> None:
+    """Till 2's page: the master goes silent, a sale is kept locally (offline), till 2
+    takes over (failover), the pill is back online and the sale is confirmed."""
+    cluster = make_cluster(2, failover_timeout=4.0)
+    till2 = cluster[2]
+    context = browser.new_context(viewport=VIEWPORTS["1280x800"])
+    page = context.new_page()
+    login(page, till2.url)
+    pill = page.get_by_test_id("cluster-status")
+    expect(pill).to_have_attribute("data-state", "online")
+    expect(pill).to_contain_text("master 1")
+    page.evaluate("""() => {
+        const pill = document.querySelector('[data-testid="cluster-status"]');
+        window.pillStates = [pill.dataset.state];
+        new MutationObserver(() => {
+            const s = pill.dataset.state;
+            if (window.pillStates[window.pillStates.length - 1] !== s) window.pillStates.push(s);
+        }).observe(pill, {attributes: true});
+    }""")
+
+    # Power cut at the master: it just goes silent (no FIN, no RST), like SIGSTOP.
+    cluster[1].pause()
+    try:
+        page.get_by_test_id("product-DRK-005").click()
+        page.get_by_test_id("pay-card").click()
+        page.get_by_test_id("pay-confirm").click()
+        receipt = page.get_by_test_id("receipt")
+        expect(receipt).to_be_visible()
+        expect(page.get_by_test_id("receipt-offline")).to_be_visible()
+        receipt_no = page.get_by_test_id("receipt-no").inner_text()
+        page.get_by_test_id("new-sale").click()
+        expect(pill).to_have_attribute("data-state", re.compile("offline|failover"))
+        expect(pill).to_contain_text("1 sale waiting")
+        page.screenshot(path=str(screenshot_dir / "till-1280x800-7-offline-real.png"))
+
+        # Till 2 takes over after the failover timeout; its outbox is sequenced.
+        expect(pill).to_have_attribute("data-state", "online", timeout=20000)
+        expect(pill).to_contain_text("master 2", timeout=5000)
+        expect(pill).not_to_contain_text("syncing", timeout=10000)
+        page.screenshot(path=str(screenshot_dir / "till-1280x800-8-after-failover.png"))
+    finally:
+        cluster[1].kill()
+
+    states = page.evaluate("window.pillStates")
+    assert states[0] == "online" and states[-1] == "online", states
+    assert set(states[1:-1]) & {"offline", "failover"}, states
+    sale = till2.call("GET", f"/api/sales/by-receipt/{receipt_no}").json()["sale"]
+    assert sale["sync"] == "synced", sale
+    assert till2.query("SELECT count(*) FROM outbox")[0][0] == 0
+    context.close()

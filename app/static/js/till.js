@@ -38,6 +38,7 @@
     pay: { mode: "cash", clientRef: null, posting: false, uncertain: false, activeInput: null },
     lastSale: null,
     cluster: null,              // last /api/cluster or cluster_status
+    offlineSince: null,         // {master_id, epoch} when a sale here could not reach the master
     socket: null,
     socketUp: false,
     httpUp: true,
@@ -755,16 +756,17 @@
       const sku = l.sku;
       const flagged = S.flagged.has(sku);
       const stock = stockOf(p);
-      const meta = [l.qty + " × " + fmt(p.price_cents)];
-      if (l.discount_cents) meta.push("−" + fmt(l.discount_cents) + " discount");
-      if (flagged) meta.push(stock !== null && stock > 0 ? "only " + stock + " left" : "sold out");
+      const notes = [];
+      if (l.discount_cents) notes.push("discount −" + fmt(l.discount_cents));
+      if (flagged) notes.push(stock !== null && stock > 0 ? "only " + stock + " left" : "sold out");
       const li = el("li", { class: "line" + (flagged ? " flagged" : ""), "data-testid": "cart-line-" + sku, "data-qty": String(l.qty) }, [
         el("div", { class: "line-top" }, [
           el("span", { class: "line-name", text: p.name }),
           el("span", { class: "line-total", "data-testid": "line-total-" + sku, text: fmt(x.gross - (l.discount_cents || 0)) }),
         ]),
+        notes.length ? el("div", { class: "line-note", text: notes.join(" · ") }) : null,
         el("div", { class: "line-ctrl" }, [
-          el("span", { class: "line-meta", text: meta.join(" · ") }),
+          el("span", { class: "line-meta", text: l.qty + " × " + fmt(p.price_cents) }),
           el("button", { type: "button", class: "btn btn-step", "aria-label": "One less", "data-testid": "qty-minus-" + sku, text: "−", onclick: function () { setQty(sku, l.qty - 1); } }),
           el("span", { class: "qty", "data-testid": "qty-" + sku, text: String(l.qty) }),
           el("button", { type: "button", class: "btn btn-step", "aria-label": "One more", "data-testid": "qty-plus-" + sku, text: "+", onclick: function () { setQty(sku, l.qty + 1); } }),
@@ -976,7 +978,12 @@
       clearCart();
       S.lastSale = res;
       showReceipt(res, snapshot);
-      if (res.status === "offline") refreshCluster();
+      if (res.status === "offline") {
+        const c = S.cluster || {};
+        S.offlineSince = { master_id: c.master_id, epoch: c.epoch };
+        applyClusterStatus({ outbox_pending: Math.max(1, c.outbox_pending || 0) });
+        refreshCluster();
+      }
       if (!S.socketUp) loadCatalog();
     } catch (e) {
       S.pay.posting = false;
@@ -1069,7 +1076,7 @@
       tbl.appendChild(el("tr", { "data-testid": "receipt-line-" + l.sku }, [
         el("td", { class: "r-name" }, [
           el("div", { text: name }),
-          el("div", { class: "r-sub", text: qty + " × " + fmt(unit) + (l.discount_cents ? "  −" + fmt(l.discount_cents) : "") }),
+          qty !== 1 || l.discount_cents ? el("div", { class: "r-sub", text: (qty !== 1 ? qty + " × " + fmt(unit) : "") + (l.discount_cents ? (qty !== 1 ? "  " : "") + "discount −" + fmt(l.discount_cents) : "") }) : null,
         ]),
         el("td", { class: "num", text: fmt(total) }),
       ]));
@@ -1432,6 +1439,13 @@
   // ------------------------------------------------------------------ cluster status
   function applyClusterStatus(st) {
     S.cluster = Object.assign({}, S.cluster || {}, st || {});
+    const c = S.cluster;
+    const hint = S.offlineSince;
+    // The offline hint lasts until the waiting sales are through or the master changed.
+    if (hint && (c.outbox_pending === 0 || c.master_id !== hint.master_id ||
+        JSON.stringify(c.epoch) !== JSON.stringify(hint.epoch))) {
+      S.offlineSince = null;
+    }
     renderPill();
   }
 
@@ -1440,6 +1454,9 @@
     const banner = $("offline-banner");
     const c = S.cluster || {};
     let state = c.state || "online";
+    // A node still holding a link to a silent master says "online" until the failover
+    // timeout; a sale of ours that had to be kept locally says otherwise.
+    if (state === "online" && S.offlineSince && (c.outbox_pending || 0) > 0) state = "offline";
     let text;
     let bannerText = "";
     const waiting = c.outbox_pending || 0;
@@ -1743,6 +1760,7 @@
     parseMoney: parseMoney,
     priceCart: priceCart,
     applyClusterStatus: applyClusterStatus,
+    refreshCluster: refreshCluster,
     setHttpUp: function (up) { S.httpUp = !!up; renderPill(); },
   };
 

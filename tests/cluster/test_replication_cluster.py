@@ -1,0 +1,196 @@
+"""Issue 4 with real processes: propagation, first-come-first-served, failover without loss,
+offline selling with conflicts, duplicates and re-sync of a wiped till."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.cluster
+
+
+def set_stock(node, sku: str, target: int) -> None:
+    current = node.stock(sku)
+    if current != target:
+        r = node.call("POST", "/api/stock/adjust", user="manager",
+                      json={"sku": sku, "quantity": target - current, "reason": "test setup"})
+        assert r.status_code == 201, r.text
+
+
+def wait_stock(nodes, sku: str, expected: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(n.stock(sku) == expected for n in nodes):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"stock of {sku}: {[n.stock(sku) for n in nodes]}, expected {expected}")
+
+
+def sale_ids_in_journal(node) -> Counter:
+    rows = node.query("SELECT payload FROM journal WHERE type='sale.create'")
+    import json
+
+    return Counter(json.loads(p)["sale_id"] for (p,) in rows)
+
+
+def test_sale_at_till_3_is_visible_at_tills_1_and_2_within_a_second(make_cluster):
+    cluster = make_cluster(3)
+    sku = "HOU-006"
+    before = cluster[1].stock(sku)
+    r = cluster[3].sell(sku, 2)
+    assert r.status_code == 201 and r.json()["status"] == "online"
+    sale_id = r.json()["sale_id"]
+    t0 = time.monotonic()
+    deadline = t0 + 1.0
+    seen = set()
+    while time.monotonic() < deadline and len(seen) < 2:
+        for i in (1, 2):
+            if cluster[i].call("GET", f"/api/sales/{sale_id}").status_code == 200:
+                seen.add(i)
+        time.sleep(0.01)
+    assert seen == {1, 2}, f"sale visible only at {seen} after 1 s"
+    wait_stock([cluster[i] for i in (1, 2, 3)], sku, before - 2, timeout=1)
+
+
+def test_two_tills_racing_for_the_last_unit_get_one_201_and_one_409(make_cluster):
+    cluster = make_cluster(3)
+    sku = "SNK-001"
+    price = cluster[1].product(sku)["price_cents"]
+    for round_no in range(20):
+        set_stock(cluster[1], sku, 1)
+        wait_stock([cluster[2], cluster[3]], sku, 1)
+        results: dict[int, requests.Response] = {}
+        barrier = threading.Barrier(2)
+
+        def sell(i: int) -> None:
+            barrier.wait()
+            results[i] = cluster[i].sell(sku, 1, price_cents=price)
+
+        threads = [threading.Thread(target=sell, args=(i,)) for i in (2, 3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        codes = sorted(r.status_code for r in results.values())
+        assert codes == [201, 409], f"round {round_no}: {codes}"
+        loser = next(r for r in results.values() if r.status_code == 409)
+        assert loser.json()["error"]["code"] == "OUT_OF_STOCK"
+        assert loser.json()["error"]["details"]["sku"] == sku
+        assert loser.json()["error"]["details"]["available"] == 0
+        winner = next(r for r in results.values() if r.status_code == 201)
+        assert winner.json()["status"] == "online"
+    wait_stock([cluster[i] for i in (1, 2, 3)], sku, 0)
+
+
+def test_kill_master_while_three_clients_sell_loses_no_acknowledged_sale(make_cluster):
+    cluster = make_cluster(3)
+    skus = ["DRK-001", "DRK-002", "SNK-002"]
+    for sku in skus:
+        set_stock(cluster[1], sku, 500)
+    prices = {sku: cluster[1].product(sku)["price_cents"] for sku in skus}
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def seller(node_id: int, sku: str) -> None:
+        node = cluster[node_id]
+        for _ in range(400):  # bounded
+            if stop.is_set():
+                return
+            try:
+                r = node.sell(sku, 1, price_cents=prices[sku], timeout=5)
+            except requests.RequestException as exc:
+                errors.append(f"till{node_id}: {exc}")
+                time.sleep(0.05)
+                continue
+            if r.status_code == 201:
+                with lock:
+                    acked.append(r.json()["sale_id"])
+            time.sleep(0.01)
+
+    # Three cashiers: one on the master (dies), two on the survivors.
+    threads = [threading.Thread(target=seller, args=(i, skus[i - 1])) for i in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    cluster[1].kill()
+    time.sleep(3.0)
+    cluster[1].start().wait_up()
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acked) > 30, f"too few sales to mean anything: {len(acked)}"
+    cluster.wait_master(timeout=15)
+    journal = cluster.wait_converged(timeout=40)
+    assert len(journal) == len({e for _, e in journal})
+    for node in cluster.alive():
+        counts = sale_ids_in_journal(node)
+        missing = [s for s in acked if counts[s] != 1]
+        assert not missing, f"till{node.device_id}: {len(missing)} acknowledged sales not present once"
+        assert set(counts) == set(acked), "a sale nobody was told about appeared"
+    for sku in skus:
+        stocks = {n.device_id: n.stock(sku) for n in cluster.alive()}
+        assert len(set(stocks.values())) == 1, stocks
+        moves = cluster[2].query("SELECT coalesce(sum(delta),0) FROM stock_movements WHERE sku=?", (sku,))
+        assert moves[0][0] == stocks[2]
+        sold = cluster[2].query(
+            "SELECT coalesce(sum(l.quantity),0) FROM sale_lines l WHERE l.sku=?", (sku,))[0][0]
+        received = cluster[2].query(
+            "SELECT coalesce(sum(delta),0) FROM stock_movements WHERE sku=? AND kind IN "
+            "('receive','adjust','recount')", (sku,))[0][0]
+        assert stocks[2] == received - sold
+
+
+def test_cut_off_till_sells_offline_and_converges_with_a_conflict_after_heal(make_cluster):
+    cluster = make_cluster(3, proxied=True)
+    sku = "BAK-001"
+    price = cluster[1].product(sku)["price_cents"]
+    set_stock(cluster[1], sku, 1)
+    wait_stock([cluster[3]], sku, 1)
+    cluster.isolate(3)
+    time.sleep(0.5)
+    offline = cluster[3].sell(sku, 1, price_cents=price)
+    assert offline.status_code == 201
+    assert offline.json()["status"] == "offline"
+    online = cluster[2].sell(sku, 1, price_cents=price)
+    assert online.status_code == 201 and online.json()["status"] == "online"
+    status = cluster[3].cluster()
+    assert status["state"] in ("offline", "failover") or status["role"] == "master"
+    cluster.heal()
+    journal = cluster.wait_converged(timeout=40)
+    assert cluster.wait_master(expected=1, timeout=15) == 1
+    for node in cluster.alive():
+        assert node.journal() == journal
+        assert node.stock(sku) == -1
+        conflicts = node.call("GET", "/api/conflicts", user="manager").json()["conflicts"]
+        assert any(c["kind"] == "oversell" and c["sku"] == sku for c in conflicts)
+    ids = sale_ids_in_journal(cluster[1])
+    assert ids[offline.json()["sale_id"]] == 1 and ids[online.json()["sale_id"]] == 1
+    actions = {a for (a,) in cluster[1].query("SELECT action FROM audit_log")}
+    assert "conflict.recorded" in actions
+
+
+def test_wiped_till_resyncs_everything_and_retries_do_not_duplicate(make_cluster):
+    cluster = make_cluster(3)
+    ref = uuid.uuid4().hex
+    first = cluster[2].sell("DAI-001", 1, client_ref=ref)
+    again = cluster[2].sell("DAI-001", 1, client_ref=ref)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["sale_id"] == first.json()["sale_id"]
+    cluster.wait_converged()
+    assert sale_ids_in_journal(cluster[1])[first.json()["sale_id"]] == 1
+    cluster[3].kill()
+    shutil.rmtree(cluster[3].data_dir)
+    cluster[3].start().wait_up()
+    journal = cluster.wait_converged(timeout=30)
+    assert cluster[3].journal() == journal
+    assert cluster[3].stock("DAI-001") == cluster[1].stock("DAI-001")
+    assert cluster[3].call("GET", f"/api/sales/{first.json()['sale_id']}").status_code == 200
