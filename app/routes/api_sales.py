@@ -62,7 +62,8 @@ def refund(sale_id: str):
     user, approver = acting_manager(body.approver)
     lines = [line.model_dump() for line in body.lines] if body.lines else None
     return jsonify({"success": True, "sale": sales.refund(node(), user, sale_id, lines,
-                                                          approver=approver)}), 201
+                                                          approver=approver,
+                                                          reason=body.reason)}), 201
 
 
 @bp.post("/<sale_id>/void")
@@ -71,4 +72,5 @@ def void(sale_id: str):
     body = parse(VoidBody) if request.get_data() else VoidBody()
     user, approver = acting_manager(body.approver)
     return jsonify({"success": True, "sale": sales.refund(node(), user, sale_id, None,
-                                                          kind="void", approver=approver)}), 201
+                                                          kind="void", approver=approver,
+                                                          reason=body.reason)}), 201

@@ -20,6 +20,13 @@ def error_response(exc: ApiError):
 
 
 def init_app(app: Flask) -> None:
+    @app.after_request
+    def _no_sniffing(response):
+        # User text (product names, reasons) is returned inside JSON: never let a browser
+        # sniff such a response into HTML.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return error_response(exc)

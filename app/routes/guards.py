@@ -11,7 +11,7 @@ from pydantic import ValidationError as PydanticError
 
 from app.services import users as users_service
 from app.services.node import Node
-from app.utils.errors import Forbidden, Unauthorized, ValidationError
+from app.utils.errors import ApiError, Forbidden, Unauthorized, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 SESSION_COOKIE = "lanpos_session"
@@ -73,9 +73,12 @@ def acting_manager(approver: Any) -> tuple[str, str | None]:
 def parse(model: type[M]) -> M:
     """Parse the JSON body into a strict pydantic model, or raise VALIDATION_ERROR."""
     if not request.is_json:
-        raise ValidationError("send a JSON body with Content-Type: application/json",
-                              code="UNSUPPORTED_MEDIA_TYPE")
-    data = request.get_json(silent=True)
+        raise ApiError("UNSUPPORTED_MEDIA_TYPE",
+                       "send a JSON body with Content-Type: application/json", 415)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting: the decoder gives up, the body is bad
+        data = None
     if data is None:
         raise ValidationError("the body is not valid JSON", code="MALFORMED_JSON")
     return validate(model, data)

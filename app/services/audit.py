@@ -30,11 +30,23 @@ class AuditLog:
 
     def record(self, session: Session, action: str, user: str | None,
                details: dict[str, Any] | None = None) -> AuditEntry:
-        """Append one entry. Callers hold the database write lock (Database.write)."""
+        """Append one entry. Callers hold the database write lock (Database.write).
+
+        The chain continues from the recorded head, not from whatever row is last in the
+        table: if rows were cut off the end, appending from the last remaining row would
+        re-use their seqs and silently heal the chain; continuing from the head keeps the
+        gap (and the break) visible to `verify`.
+        """
         last = session.scalars(select(AuditEntry).where(AuditEntry.device_id == self.device_id)
                                .order_by(AuditEntry.seq.desc()).limit(1)).first()
-        seq = (last.seq + 1) if last else 1
-        prev = last.hash if last else GENESIS
+        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        head = session.get(NodeState, f"audit_head:{self.device_id}")
+        if head is not None:
+            head_seq, head_hash = head.value.split(",")
+            # The head wins, unless rows lie beyond it (then never re-use their seqs).
+            if int(head_seq) >= seq:
+                seq, prev = int(head_seq), head_hash
+        seq += 1
         ts = self.clock()
         details = details or {}
         digest = entry_hash(prev, canonical_entry(self.device_id, seq, ts, user, action, details))
@@ -94,7 +106,8 @@ def _filtered(query, *, action: str = "", device_id: int | None = None, user: st
     if text:
         from sqlalchemy import String, cast
 
-        query = query.where(cast(AuditEntry.details, String).like(f"%{text}%"))
+        like = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(cast(AuditEntry.details, String).like(f"%{like}%", escape="\\"))
     return query
 
 

@@ -63,6 +63,8 @@ def get_product(node: Node, sku: str) -> dict[str, Any]:
 
 
 def get_by_barcode(node: Node, code: str) -> dict[str, Any]:
+    # A misread scan (wrong check digit) can never match a product: say so, not "not found".
+    check_barcode(code)
     with node.db.read() as session:
         product = session.scalar(select(Product).where(Product.barcode == code))
         if product is None:

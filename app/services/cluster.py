@@ -160,6 +160,7 @@ class ClusterRuntime:
         self.promoting = False
         self.master_lost_at: int | None = None
         self._sync_lock = threading.Lock()
+        self._retry_timer: threading.Timer | None = None
         self._refused_at: dict[str, int] = {}
         self._last_state: tuple | None = None
         self.stats = {"last_sync_time": None, "total_syncs": 0, "successful_syncs": 0,
@@ -421,7 +422,10 @@ class ClusterRuntime:
         if role == "master" or master is None or master == self.device_id:
             ledger.master_link = None
             return
+        before = ledger.master_link
         ledger.master_link = self._link_for(master)
+        if ledger.master_link is not None and ledger.master_link is not before:
+            self.kick_sync("master link up")
 
     def _update_isolation(self) -> None:
         """A master that knows peers but hears none is alone in a partition.
@@ -446,7 +450,11 @@ class ClusterRuntime:
         try:
             with self.lock:
                 role, master = self.core.role, self.core.master_id
-            if role == "master" or master is None:
+            if role == "master":
+                if self.node.ledger.sequencing:
+                    self.node.ledger.drain_outbox()
+                return
+            if master is None:
                 return
             link = self._link_for(master)
             self.stats["total_syncs"] += 1
@@ -464,6 +472,7 @@ class ClusterRuntime:
             self.stats["failed_syncs"] += 1
             self.stats["last_error"] = str(exc)
             log.info("sync round failed: %s", exc)
+            self._retry_soon()
         except Exception as exc:  # noqa: BLE001
             self.stats["failed_syncs"] += 1
             self.stats["last_error"] = str(exc)
@@ -472,9 +481,18 @@ class ClusterRuntime:
             self._sync_lock.release()
             self._push_status_if_changed()
 
+    def _retry_soon(self) -> None:
+        """A failed round is retried within a second, not at the next periodic run."""
+        if self._retry_timer is not None and self._retry_timer.is_alive():
+            return
+        self._retry_timer = threading.Timer(1.0, self.sync_round, kwargs={"reason": "retry"})
+        self._retry_timer.daemon = True
+        self._retry_timer.start()
+
     def push_outbox(self, link: PeerLink) -> int:
         ledger = self.node.ledger
         pushed = 0
+        ledger.drop_journaled_from_outbox()
         sent: set[str] = set()
         for _ in range(1000):
             events = [e for e in ledger.outbox_events(limit=200) if e.event_id not in sent]
@@ -497,6 +515,7 @@ class ClusterRuntime:
                 ledger.wait_for_gseq(last, timeout=2.0)
             if len(events) < 200:
                 break
+        ledger.drop_journaled_from_outbox()
         return pushed
 
     def on_submit(self, envelope: Any, remote_addr: str) -> dict:

@@ -213,6 +213,8 @@ class Ledger:
                                      "right now; try again in a moment")
         ev.mode = "offline"
         self._keep_offline(ev)
+        if self.sequencing:  # we became master while waiting for the old one
+            self.drain_outbox()
         return Outcome(status="offline", event=ev)
 
     def _outcome_from_ack(self, ev: Event, ack: dict, *, local: bool) -> Outcome:
@@ -224,6 +226,8 @@ class Ledger:
 
     def _keep_offline(self, ev: Event) -> None:
         with self.db.write() as session:
+            if session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == ev.event_id)):
+                return  # the master took it after all and its broadcast beat our timeout
             session.add(_outbox_row(ev, applied=True, now=self.clock()))
             notices = apply_event(session, ev)
             self._audit_event(session, ev)
@@ -355,10 +359,17 @@ class Ledger:
             self.epoch = epoch
             session.merge(NodeState(key="epoch", value=f"{epoch[0]},{epoch[1]}"))
             self.sequencing = True
+        return self.drain_outbox()
+
+    def drain_outbox(self) -> int:
+        """Master: journal what is in our own outbox (offline sales made before or while
+        we took over). Earlier HLC first."""
+        with self.db.read() as session:
             pending = order_offline(session.scalars(select(OutboxEvent)).all())
-        if pending:
-            self.sequence([Event.from_row(r) for r in pending], from_device=self.device_id)
-        return len(pending)
+            events = [Event.from_row(r) for r in pending]
+        if events and self.sequencing:
+            self.sequence(events, from_device=self.device_id)
+        return len(events)
 
     def stop_sequencing(self) -> None:
         with self.db.write_lock:
@@ -480,6 +491,15 @@ class Ledger:
                                                                 OutboxEvent.origin_seq)
                                    .limit(limit)).all()
             return [Event.from_row(r) for r in rows]
+
+    def drop_journaled_from_outbox(self) -> int:
+        """Outbox rows whose event is already in the journal are done (belt and braces)."""
+        with self.db.write() as session:
+            done = session.scalars(select(OutboxEvent.event_id).join(
+                JournalEntry, JournalEntry.event_id == OutboxEvent.event_id)).all()
+            if done:
+                session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(done)))
+        return len(done)
 
     def forget_outbox(self, event_ids: Iterable[str], reason: str) -> None:
         """A master rejected these (stale edits, never applied here): drop them."""

@@ -57,11 +57,30 @@ def _find_by_client_ref(session: Session, client_ref: str) -> Sale | None:
     return session.scalar(select(Sale).where(Sale.client_ref == client_ref))
 
 
+def merge_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per sku (first position kept; quantities and line discounts added up).
+
+    Refunds, voids and the appliers address a sale's lines by sku, so a sale must never
+    hold two lines of one sku (a void would otherwise restock only one of them).
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        sku = line["sku"]
+        if sku in merged:
+            merged[sku]["quantity"] += line["quantity"]
+            merged[sku]["discount_cents"] = (merged[sku].get("discount_cents", 0)
+                                             + line.get("discount_cents", 0))
+        else:
+            merged[sku] = dict(line)
+    return list(merged.values())
+
+
 def create_sale(node: Node, cashier: dict[str, Any], lines: list[dict[str, Any]],
                 payments: list[dict[str, Any]], client_ref: str | None = None,
                 cart_discount_cents: int = 0, approver: str | None = None
                 ) -> tuple[dict[str, Any], bool]:
     """Returns (sale, created). created=False: the client_ref was seen before."""
+    lines = merge_lines(lines)
     has_discount = cart_discount_cents > 0 or any(line.get("discount_cents") for line in lines)
     if has_discount and ROLE_RANK[cashier["role"]] < ROLE_RANK["manager"] and approver is None:
         raise ValidationError("discounts need a manager's approval", {"field": "approver"},
@@ -155,16 +174,31 @@ def list_sales(node: Node, *, limit: int = 50, offset: int = 0, device_id: int |
         return {"sales": [sale_dict(session, s) for s in rows], "total": total}
 
 
-def _refund_amount(line: SaleLine, qty: int) -> int:
-    """Money back for qty units of a line: its share of the line total (after discounts)."""
-    if qty == line.quantity - line.refunded_qty:
-        already = round_half_up_div(line.total_cents * line.refunded_qty, line.quantity)
-        return line.total_cents - already
-    return round_half_up_div(line.total_cents * qty, line.quantity)
+def _refund_amount(line: SaleLine, qty: int, already_cents: int) -> int:
+    """Money back for qty more units of a line: its share of the line total (after discounts).
+
+    Rounded cumulatively: after refunding n units in total, exactly
+    round(total * n / quantity) has gone back (the whole line total once all units are
+    back), however the units were split over refunds. Rounding each refund on its own
+    would give back a cent too much now and then (767 for 3 units: 256 + 256 + 256).
+    """
+    done = line.refunded_qty + qty
+    target = (line.total_cents if done == line.quantity
+              else round_half_up_div(line.total_cents * done, line.quantity))
+    return target - already_cents
+
+
+def _refunded_cents_by_sku(session: Session, sale_id: str) -> dict[str, int]:
+    paid_back: dict[str, int] = {}
+    for refund_row in session.scalars(select(Refund).where(Refund.sale_id == sale_id)):
+        for item in refund_row.lines:
+            paid_back[item["sku"]] = paid_back.get(item["sku"], 0) + int(item["amount_cents"])
+    return paid_back
 
 
 def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | None,
-           *, kind: str = "refund", approver: str | None = None) -> dict[str, Any]:
+           *, kind: str = "refund", approver: str | None = None,
+           reason: str | None = None) -> dict[str, Any]:
     """Refund some lines (or all that is left), or void the whole sale; both restock."""
     with node.sale_lock:
         with node.db.read() as session:
@@ -182,6 +216,7 @@ def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | No
                 wanted = {}
                 for item in items:
                     wanted[item["sku"]] = wanted.get(item["sku"], 0) + item["quantity"]
+            paid_back = _refunded_cents_by_sku(session, sale_id)
             refund_lines = []
             amount = 0
             tax = 0
@@ -195,7 +230,7 @@ def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | No
                                    {"sku": sku, "refundable": left}, code="OVER_REFUND")
                 if qty == 0:
                     continue
-                money = _refund_amount(line, qty)
+                money = _refund_amount(line, qty, paid_back.get(sku, 0))
                 amount += money
                 tax += round_half_up_div(money * line.tax_rate_bp, 10000 + line.tax_rate_bp)
                 refund_lines.append({"sku": sku, "quantity": qty, "amount_cents": money})
@@ -205,11 +240,11 @@ def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | No
         refund_id = uuid.uuid4().hex
         payload = {"refund_id": refund_id, "sale_id": sale_id, "lines": refund_lines,
                    "amount_cents": amount, "tax_cents": tax, "method": "cash",
-                   "approver": approver}
+                   "approver": approver, "reason": reason}
         ev = node.ledger.new_event("sale.void" if kind == "void" else "sale.refund", payload, user)
         ev.extra["audit"] = (f"sale.{'voided' if kind == 'void' else 'refunded'}", {
             "sale_id": sale_id, "receipt_no": sale.receipt_no, "amount_cents": amount,
-            "lines": refund_lines, "approver": approver})
+            "lines": refund_lines, "approver": approver, "reason": reason})
         outcome = node.ledger.execute(ev)
         result = get_sale(node, sale_id)
         result["refund"] = {"refund_id": refund_id, "amount_cents": amount, "kind": kind,

@@ -32,7 +32,7 @@ def receive(node: Node, user: str, sku: str, quantity: int, reason: str | None) 
 def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None) -> dict[str, Any]:
     if quantity == 0:
         raise ValidationError("an adjustment of 0 changes nothing", {"field": "quantity"})
-    if not reason:
+    if not reason or not reason.strip():
         raise ValidationError("an adjustment needs a reason", {"field": "reason"})
     _require_product(node, sku)
     ev = node.ledger.new_event("stock.adjust", {"sku": sku, "quantity": quantity,

@@ -181,7 +181,7 @@ class Cluster:
                  heartbeat_interval: float = 0.5, sync_interval: float = 30.0,
                  reclaim: str = "never", reclaim_delay: float = 30.0, seed: bool = True,
                  extra_args: dict[int, list[str]] | None = None, secret: str | None = None,
-                 proxied: bool = False):
+                 proxied: bool = False, submit_timeout: float = 1.0):
         self.secret = secret or uuid.uuid4().hex
         self.ports = {i: free_port() for i in range(1, n + 1)}
         # proxied: every link between two tills runs through a TcpProxy that can be cut.
@@ -191,7 +191,10 @@ class Cluster:
 
             self.mesh = ProxyMesh(self.ports)
         self.nodes: dict[int, NodeProc] = {}
-        common = ["--failover-timeout", str(failover_timeout), "--heartbeat-interval",
+        # A 2-core CI box running 3 tills and the test can be slower than a shop's LAN:
+        # a longer submit wait keeps "online" results deterministic in tests.
+        common = ["--submit-timeout", str(submit_timeout),
+                  "--failover-timeout", str(failover_timeout), "--heartbeat-interval",
                   str(heartbeat_interval), "--sync-interval", str(sync_interval),
                   "--reclaim", reclaim, "--reclaim-delay", str(reclaim_delay)]
         for i, port in self.ports.items():

@@ -312,15 +312,17 @@
     return S.lockedOutUser && S.pinUser && S.lockedOutUser === S.pinUser.username && Date.now() < S.lockedUntil;
   }
 
+  let lockoutTimer = null;
   function updateLockout() {
     const pad = $("pin-pad");
+    clearTimeout(lockoutTimer);
     if (isLockedOut()) {
       const left = Math.ceil((S.lockedUntil - Date.now()) / 1000);
       const m = Math.floor(left / 60);
       const s = left % 60;
       $("pin-msg").textContent = "Locked after too many wrong PINs. Try again in " + (m ? m + " min " : "") + s + " s.";
       pad.classList.add("disabled");
-      setTimeout(updateLockout, 1000);
+      lockoutTimer = setTimeout(updateLockout, 1000);
     } else {
       if (pad.classList.contains("disabled")) {
         pad.classList.remove("disabled");
@@ -548,12 +550,42 @@
     if (cartLine(sku)) renderCart();
   }
 
+  async function refreshProduct(sku) {
+    try {
+      const data = await api.get("/api/products/" + encodeURIComponent(sku));
+      const p = data.product;
+      if (!p) return;
+      const known = S.products.has(sku);
+      if (p.active === false) {
+        S.products.delete(sku);
+        S.order = S.order.filter(function (x) { return x !== sku; });
+      } else {
+        S.products.set(sku, p);
+        if (!known) S.order.push(sku);
+        if (p.barcode) S.byBarcode.set(String(p.barcode), sku);
+        if (p.category && S.categories.indexOf(p.category) < 0) {
+          S.categories.push(p.category);
+          renderCats();
+        }
+      }
+      renderGrid();
+      if (cartLine(sku)) renderCart();
+    } catch (e) {
+      /* the next full reload catches up */
+    }
+  }
+
   function cssEscape(s) {
     return window.CSS && CSS.escape ? CSS.escape(s) : String(s).replace(/["\\]/g, "\\$&");
   }
 
   // ------------------------------------------------------------------ scanning
+  const finePointer = window.matchMedia && window.matchMedia("(pointer: fine)").matches;
+
   function focusScan() {
+    // Scanners are caught anywhere (see onGlobalKey), so focus is a convenience for
+    // mouse-and-keyboard tills only: on a touchscreen it would pop up the on-screen keyboard.
+    if (!finePointer) return;
     const input = $("scan-input");
     if (input && !anyDialogOpen() && document.activeElement !== $("search-input")) input.focus({ preventScroll: true });
   }
@@ -632,7 +664,9 @@
     }
     const t = ev.target;
     const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
-    if (typing || anyDialogOpen()) return;
+    // the receipt is showing: scanning the next customer's first item starts a new sale
+    const receiptOnly = dialogStack.length === 1 && dialogStack[0] === "dlg-receipt";
+    if (typing || (anyDialogOpen() && !receiptOnly)) return;
     const now = Date.now();
     if (now - wedge.last > 1500) wedge.buf = "";
     wedge.last = now;
@@ -644,6 +678,7 @@
       ev.preventDefault();
       const code = wedge.buf;
       wedge.buf = "";
+      if (receiptOnly) closeDialog("dlg-receipt");
       scanBarcode(code);
     }
   }
@@ -653,10 +688,12 @@
     return S.cart.find(function (l) { return l.sku === sku; }) || null;
   }
 
+  /** While a payment is unconfirmed the cart must not change: a retry with the same
+   *  client_ref must describe the same sale. */
   function cartLocked() {
     if (S.pay.uncertain) {
-      toast("The last payment is not confirmed yet: open Pay and tap Retry first.", "warn");
-      openPay(S.pay.mode);
+      showCartNotice("Payment not confirmed: tap Cash/Card and Retry, or Clear to abandon it.");
+      toast("The last payment is not confirmed yet: retry it first.", "warn");
       return true;
     }
     return false;
@@ -787,6 +824,7 @@
     $("pay-card").disabled = empty;
     $("btn-cart-disc").disabled = empty;
     $("btn-clear").disabled = empty;
+    ["pay-cash", "pay-card"].forEach(function (id) { $(id).classList.toggle("retry", S.pay.uncertain); });
     $("btn-cart-disc").textContent = S.cartDiscount ? "Disc. −" + fmt(S.cartDiscount) : "Discount";
     return priced;
   }
@@ -860,13 +898,18 @@
         showCartNotice("Check the cart first: " + names.join(", ") + " — not enough stock.");
       }
     }
-    $("card-input").value = "";
-    $("tendered-input").value = "";
-    show($("pay-error"), false);
-    setPayMode(S.pay.uncertain ? S.pay.mode : mode);
+    if (S.pay.uncertain) {
+      // the unconfirmed attempt: same mode, same client_ref, the message stays
+      setPayMode(S.pay.mode);
+    } else {
+      $("card-input").value = "";
+      $("tendered-input").value = "";
+      show($("pay-error"), false);
+      setPayMode(mode);
+    }
     openDialog("dlg-pay");
     const input = S.pay.mode === "card" ? null : S.pay.mode === "split" ? $("card-input") : $("tendered-input");
-    if (input) input.focus({ preventScroll: true });
+    if (input && finePointer) input.focus({ preventScroll: true });
   }
 
   function setPayMode(mode) {
@@ -1019,7 +1062,7 @@
       }
     } finally {
       confirmBtn.disabled = false;
-      document.querySelectorAll("#dlg-pay [data-close]").forEach(function (b) { b.disabled = S.pay.uncertain; });
+      document.querySelectorAll("#dlg-pay [data-close]").forEach(function (b) { b.disabled = false; });
       updatePay();
     }
   }
@@ -1071,15 +1114,22 @@
     lines.forEach(function (l) {
       const qty = l.quantity != null ? l.quantity : l.qty;
       const unit = l.unit_price_cents != null ? l.unit_price_cents : l.price_cents;
-      const total = l.total_cents != null ? l.total_cents : unit * qty - (l.discount_cents || 0);
       const name = l.name || (S.products.get(l.sku) || {}).name || l.sku;
+      // gross first, the discount (own + share of a cart discount) as its own line:
+      // the amounts in the right column add up to the total
       tbl.appendChild(el("tr", { "data-testid": "receipt-line-" + l.sku }, [
         el("td", { class: "r-name" }, [
           el("div", { text: name }),
-          qty !== 1 || l.discount_cents ? el("div", { class: "r-sub", text: (qty !== 1 ? qty + " × " + fmt(unit) : "") + (l.discount_cents ? (qty !== 1 ? "  " : "") + "discount −" + fmt(l.discount_cents) : "") }) : null,
+          qty !== 1 ? el("div", { class: "r-sub", text: qty + " × " + fmt(unit) }) : null,
         ]),
-        el("td", { class: "num", text: fmt(total) }),
+        el("td", { class: "num", text: fmt(unit * qty) }),
       ]));
+      if (l.discount_cents) {
+        tbl.appendChild(el("tr", { class: "r-disc" }, [
+          el("td", { class: "r-sub", text: "  discount" }),
+          el("td", { class: "num", text: "−" + fmt(l.discount_cents) }),
+        ]));
+      }
     });
     rows.push(tbl);
     rows.push(el("hr"));
@@ -1087,7 +1137,6 @@
     const tax = res.tax_cents != null ? res.tax_cents : sale.tax_cents;
     const sums = el("table", { class: "r-sums" });
     const disc = sale.discount_cents;
-    if (disc) sums.appendChild(el("tr", {}, [el("td", { text: "Discounts" }), el("td", { class: "num", text: "−" + fmt(disc) })]));
     sums.appendChild(el("tr", { class: "r-total" }, [el("td", { text: "TOTAL" }), el("td", { class: "num", "data-testid": "receipt-total", text: fmt(total) })]));
     taxRows(sale).forEach(function (r) {
       const v = r[1];
@@ -1099,6 +1148,7 @@
     if (!taxRows(sale).length && typeof tax === "number") {
       sums.appendChild(el("tr", { class: "r-tax" }, [el("td", { text: "incl. VAT" }), el("td", { class: "num", text: fmt(tax) })]));
     }
+    if (disc) sums.appendChild(el("tr", { class: "r-tax" }, [el("td", { text: "You saved" }), el("td", { class: "num", text: fmt(disc) })]));
     rows.push(sums);
     rows.push(el("hr"));
     const pays = el("table", { class: "r-pays" });
@@ -1258,7 +1308,7 @@
     show($("disc-remove"), current > 0);
     $("dlg-disc").querySelector(".dlg-hint").hidden = isManager(S.user);
     openDialog("dlg-disc");
-    $("disc-input").focus({ preventScroll: true });
+    if (finePointer) $("disc-input").focus({ preventScroll: true });
   }
 
   async function applyDiscount(remove) {
@@ -1294,7 +1344,7 @@
     show($("refund-actions"), false);
     show($("refund-done"), false);
     openDialog("dlg-refund");
-    $("refund-receipt").focus({ preventScroll: true });
+    if (finePointer) $("refund-receipt").focus({ preventScroll: true });
     if (receiptNo) findSale(receiptNo);
   }
 
@@ -1358,7 +1408,7 @@
         amt.textContent = fmt(n === qty && l.total_cents != null ? l.total_cents : unitNet * n);
       }
       tbody.appendChild(el("tr", { "data-testid": "refund-line-" + l.sku }, [
-        el("td", {}, [el("div", { text: l.name || l.sku }), el("div", { class: "r-sub", text: fmt(l.unit_price_cents) + (left < qty ? " · " + (qty - left) + " already refunded" : "") })]),
+        el("td", {}, [el("div", { text: l.name || l.sku }), el("div", { class: "r-sub", text: fmt(l.unit_price_cents) + (status === "voided" ? " · voided" : left < qty ? " · " + (qty - left) + " already refunded" : "") })]),
         el("td", { class: "num", text: String(qty) }),
         el("td", { class: "num" }, [el("span", { class: "stepper" }, [
           el("button", { type: "button", class: "btn btn-step", text: "−", disabled: left === 0, "data-testid": "refund-minus-" + l.sku, onclick: function () { set(sale._sel[l.sku] - 1); } }),
@@ -1578,6 +1628,12 @@
       toast("Master is now till " + m.master_id + ".", "info");
       refreshCluster();
     });
+    // Beyond the contract's events: the node also says when a product was edited
+    // (price, name, active) and when its catalog was reloaded wholesale.
+    sock.on("product_changed", function (m) {
+      if (m && m.sku != null) refreshProduct(m.sku);
+    });
+    sock.on("catalog_reloaded", function () { loadCatalog(); });
     sock.on("cluster_status", function (m) {
       S.httpUp = true;
       applyClusterStatus(m);
@@ -1674,7 +1730,8 @@
     });
     $("btn-cart-disc").addEventListener("click", function () { openDiscount(null); });
     $("btn-clear").addEventListener("click", function () {
-      if (cartLocked()) return;
+      if (S.pay.uncertain && !window.confirm("The last payment may have been recorded by the till " +
+          "server. Abandon it anyway? (Check the sales list in the back office.)")) return;
       clearCart();
     });
 
