@@ -68,11 +68,11 @@ def test_two_tills_racing_for_the_last_unit_get_one_201_and_one_409(make_cluster
         results: dict[int, requests.Response] = {}
         barrier = threading.Barrier(2)
 
-        def sell(i: int) -> None:
+        def sell(i: int, barrier: threading.Barrier, results: dict) -> None:
             barrier.wait()
             results[i] = cluster[i].sell(sku, 1, price_cents=price)
 
-        threads = [threading.Thread(target=sell, args=(i,)) for i in (2, 3)]
+        threads = [threading.Thread(target=sell, args=(i, barrier, results)) for i in (2, 3)]
         for t in threads:
             t.start()
         for t in threads:
