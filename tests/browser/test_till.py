@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import VIEWPORTS, Api, cents, login
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 RECEIPT_NO = re.compile(r"^T1-\d{6}$")
 
@@ -258,6 +258,7 @@ def test_screenshots_of_main_states(browser, node, screenshot_dir, size: str) ->
 
 
 # ----------------------------------------------------------------------------- live, several tills
+@pytest.mark.cluster
 def test_tile_greys_out_within_1s_when_another_till_sells_the_last_unit(page: Page, make_cluster) -> None:
     cluster = make_cluster(2)
     sku = "NEW-009"  # Computer magazine: one unit in the demo shop
@@ -277,14 +278,18 @@ def test_tile_greys_out_within_1s_when_another_till_sells_the_last_unit(page: Pa
     expect(page.get_by_test_id(f"cart-line-{sku}")).to_have_count(0)
 
 
+@pytest.mark.cluster
 def test_status_pill_through_master_loss_and_failover(browser, make_cluster, screenshot_dir) -> None:
-    """Till 2's page: the master goes silent, a sale is kept locally (offline), till 2
-    takes over (failover), the pill is back online and the sale is confirmed."""
-    cluster = make_cluster(2, failover_timeout=4.0)
-    till2 = cluster[2]
+    """Till 3's page: master 1 goes silent, a sale is kept locally (offline), till 2
+    takes over (failover), the pill is back online and the sale is confirmed.
+
+    Three tills: a master left alone with no live peer reports itself offline.
+    """
+    cluster = make_cluster(3, failover_timeout=4.0)
+    till3 = cluster[3]
     context = browser.new_context(viewport=VIEWPORTS["1280x800"])
     page = context.new_page()
-    login(page, till2.url)
+    login(page, till3.url)
     pill = page.get_by_test_id("cluster-status")
     expect(pill).to_have_attribute("data-state", "online")
     expect(pill).to_contain_text("master 1")
@@ -323,7 +328,11 @@ def test_status_pill_through_master_loss_and_failover(browser, make_cluster, scr
     states = page.evaluate("window.pillStates")
     assert states[0] == "online" and states[-1] == "online", states
     assert set(states[1:-1]) & {"offline", "failover"}, states
-    sale = till2.call("GET", f"/api/sales/by-receipt/{receipt_no}").json()["sale"]
+    assert receipt_no.startswith("T3-"), receipt_no
+    sale = till3.call("GET", f"/api/sales/by-receipt/{receipt_no}").json()["sale"]
     assert sale["sync"] == "synced", sale
-    assert till2.query("SELECT count(*) FROM outbox")[0][0] == 0
+    assert till3.query("SELECT count(*) FROM outbox")[0][0] == 0
+    # confirmed means sequenced by the new master too
+    on_master = cluster[2].call("GET", f"/api/sales/by-receipt/{receipt_no}")
+    assert on_master.status_code == 200, on_master.text
     context.close()

@@ -263,6 +263,13 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
+                # Log in only once the demo users exist: failed logins count toward lockout.
+                users = [n.http.get(n.url + "/api/users", timeout=2).json()["users"]
+                         for n in self.alive()]
+                if not all({"cashier", "manager", "admin"} <= {u["username"] for u in us}
+                           for us in users):
+                    time.sleep(0.2)
+                    continue
                 if all(n.call("GET", "/api/products?limit=1").json().get("total", 0) >= 60
                        for n in self.alive()):
                     return

@@ -1,0 +1,167 @@
+"""The journal write path on real SQLite files, two ledgers wired by hand (no network)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import JournalEntry, OutboxEvent, Product, Sale
+from app.models.db import Database
+from app.services.audit import AuditLog
+from app.services.ledger import Ledger, LinkDown
+from app.utils.errors import ApiError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000_000
+
+    def __call__(self) -> int:
+        self.now += 1
+        return self.now
+
+
+def make_ledger(tmp_path, device_id: int) -> Ledger:
+    db = Database(str(tmp_path / f"till{device_id}" / "lanpos.db"))
+    db.migrate()
+    clock = Clock()
+    return Ledger(db, device_id=device_id, clock=clock, audit=AuditLog(device_id, clock))
+
+
+def product(ledger: Ledger, sku: str = "A", stock: int = 1):
+    return ledger.new_event("product.create", {"sku": sku, "name": sku, "price_cents": 100,
+                                               "tax_rate_bp": 700, "stock": stock}, "system")
+
+
+def sale(ledger: Ledger, sku: str = "A", qty: int = 1, receipt: int = 1):
+    return ledger.new_event("sale.create", {
+        "sale_id": f"s{ledger.device_id}-{receipt}", "receipt_no": f"T{ledger.device_id}-{receipt:06d}",
+        "receipt_seq": receipt, "device_id": ledger.device_id, "client_ref": None, "cashier": "c",
+        "lines": [{"sku": sku, "name": sku, "quantity": qty, "unit_price_cents": 100,
+                   "discount_cents": 0, "tax_rate_bp": 700, "total_cents": 100 * qty}],
+        "subtotal_cents": 100 * qty, "discount_cents": 0, "total_cents": 100 * qty, "tax_cents": 7,
+        "tax_by_rate": {}, "payments": [{"method": "card", "amount_cents": 100 * qty}],
+        "paid_cents": 100 * qty, "change_cents": 0}, "c")
+
+
+def count(ledger: Ledger, model) -> int:
+    with ledger.db.read() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def stock(ledger: Ledger, sku: str = "A") -> int:
+    with ledger.db.read() as s:
+        return s.get(Product, sku).stock
+
+
+class Wire:
+    """A master link that hands events straight to another ledger."""
+
+    def __init__(self, master: Ledger):
+        self.master = master
+        self.master_id = master.device_id
+        self.down = False
+
+    def submit(self, events: list[dict], timeout: float) -> list[dict]:
+        if self.down:
+            raise LinkDown("cut")
+        from app.services.events import Event
+
+        return self.master.sequence([Event.from_dict(e) for e in events], from_device=2)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    client = make_ledger(tmp_path, 2)
+    master.on_appended = lambda entries, prev: client.receive_entries(entries, prev)
+    client.master_link = Wire(master)
+    master.execute(product(master))
+    return master, client
+
+
+def test_the_same_event_delivered_twice_is_applied_once(pair):
+    master, client = pair
+    ev = sale(client)
+    first = master.sequence([ev], from_device=2)[0]
+    again = master.sequence([ev], from_device=2)[0]
+    assert first["status"] == "accepted" and again == {**again, "status": "duplicate",
+                                                         "gseq": first["gseq"]}
+    entries = master.entries_since(0, 100)["entries"]
+    assert client.receive_entries(entries).applied == 0  # already had them via the push
+    assert count(master, Sale) == count(client, Sale) == 1
+    assert stock(master) == stock(client) == 0
+
+
+def test_an_event_stays_in_the_outbox_until_the_journal_brings_it_back(pair):
+    master, client = pair
+    master.on_appended = lambda entries, prev: None  # the broadcast is lost
+    outcome = client.execute(sale(client))
+    assert outcome.status == "online"
+    assert count(client, OutboxEvent) == 1          # acked, but not yet seen in the journal
+    assert stock(client) == 0                       # applied locally already
+    client.receive_entries(master.entries_since(0, 100)["entries"])
+    assert count(client, OutboxEvent) == 0
+    assert stock(client) == 0 and count(client, Sale) == 1  # not applied twice
+
+
+def test_online_sale_beyond_stock_is_refused_by_the_master(pair):
+    master, client = pair
+    assert client.execute(sale(client, receipt=1)).status == "online"
+    with pytest.raises(ApiError) as refused:
+        client.execute(sale(client, receipt=2))
+    assert refused.value.code == "OUT_OF_STOCK" and refused.value.status == 409
+    assert refused.value.details == {"sku": "A", "available": 0, "requested": 1}
+    assert count(master, Sale) == 1 and count(client, OutboxEvent) == 0
+
+
+def test_offline_sale_is_kept_then_sequenced_with_an_oversell_conflict(pair):
+    master, client = pair
+    client.master_link.down = True
+    outcome = client.execute(sale(client, receipt=1))
+    assert outcome.status == "offline" and count(client, OutboxEvent) == 1
+    master.execute(sale(master, receipt=1))          # the master sells the last unit too
+    client.master_link.down = False
+    acks = client.master_link.submit([e.to_dict() for e in client.outbox_events()], 1)
+    assert acks[0]["status"] == "accepted"
+    assert stock(master) == stock(client) == -1
+    with master.db.read() as s:
+        kinds = [t for (t,) in s.execute(select(JournalEntry.type).order_by(JournalEntry.gseq))]
+    assert kinds[-1] == "conflict.record"
+    assert count(client, OutboxEvent) == 0
+
+
+def test_gap_is_detected_and_nothing_is_applied_past_it(pair):
+    master, client = pair
+    master.on_appended = lambda entries, prev: None
+    for _ in range(3):
+        master.execute(master.new_event("stock.receive", {"sku": "A", "quantity": 1}, "m"))
+    entries = master.entries_since(0, 100)["entries"]
+    result = client.receive_entries(entries[2:])     # gseq 2 went missing
+    assert result.gap_after == 1 and result.applied == 0
+    assert stock(client) == 1
+
+
+def test_a_diverged_tail_goes_back_to_the_outbox_and_state_is_rebuilt(tmp_path):
+    a = make_ledger(tmp_path, 1)
+    a.start_sequencing((1, 1))
+    a.execute(product(a, stock=5))
+    b = make_ledger(tmp_path, 2)
+    b.receive_entries(a.entries_since(0, 10)["entries"])
+    # Partition: b becomes master of its own side and sells there.
+    a.stop_sequencing()
+    b.start_sequencing((2, 2))
+    b.execute(sale(b, qty=2))
+    assert stock(b) == 3
+    # Heal: a wins; b drops its tail (after gseq 1) and resubmits it.
+    dropped = b.truncate_after(1, "test")
+    assert dropped == 1 and count(b, OutboxEvent) == 1
+    assert stock(b) == 3                             # the sale still counts here (applied outbox)
+    b.stop_sequencing()
+    a.start_sequencing((3, 1))
+    acks = a.sequence(b.outbox_events(), from_device=2)
+    assert acks[0]["status"] == "accepted"
+    b.receive_entries(a.entries_since(1, 10)["entries"], prev=a.entries_since(0, 1)["anchor"])
+    assert count(b, OutboxEvent) == 0 and stock(a) == stock(b) == 3
+    assert [e for _, e in a.ids_between(0, 10)] == [e for _, e in b.ids_between(0, 10)]
