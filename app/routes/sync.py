@@ -83,3 +83,15 @@ def status():
     return jsonify({"success": True, "role": "master" if n.ledger.sequencing else "client",
                     "epoch": list(n.ledger.epoch), "last_gseq": last,
                     "outbox_pending": n.ledger.outbox_pending(), "lag": 0})
+
+
+@bp.get("/audit")
+@signed
+def audit_chain():
+    from app.services.audit import export_chain
+
+    device = query_int("device_id", 0, 1, 99_999)
+    after = query_int("after", 0, 0, 10**12)
+    with node().db.read() as session:
+        entries = export_chain(session, device, after, query_int("limit", 1000, 1, 5000))
+    return jsonify({"success": True, "entries": entries})

@@ -152,3 +152,39 @@ def canonical_json_text(details: dict) -> str:
         import json
 
         return json.dumps(details, sort_keys=True)
+
+
+def export_chain(session: Session, device_id: int, after_seq: int, limit: int = 1000) -> list[dict]:
+    """Entries of one device's chain after `after_seq`, as they travel to other nodes."""
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.device_id == device_id,
+                                                    AuditEntry.seq > after_seq)
+                           .order_by(AuditEntry.seq).limit(limit))
+    return [entry_dict(r) for r in rows]
+
+
+def last_entry(session: Session, device_id: int) -> AuditEntry | None:
+    return session.scalars(select(AuditEntry).where(AuditEntry.device_id == device_id)
+                           .order_by(AuditEntry.seq.desc()).limit(1)).first()
+
+
+def import_chain(session: Session, device_id: int, entries: list[dict]) -> int:
+    """Append another device's entries, only if each one links and hashes correctly.
+
+    A copy of every till's chain on every node means a till that is tampered with (or
+    lost) can be checked against the others. Stops at the first entry that does not fit.
+    """
+    last = last_entry(session, device_id)
+    prev, seq = (last.hash, last.seq) if last else (GENESIS, 0)
+    added = 0
+    for e in entries:
+        if e.get("device_id") != device_id or e.get("seq") != seq + 1 or e.get("prev_hash") != prev:
+            break
+        digest = entry_hash(prev, canonical_entry(device_id, e["seq"], e["ts_ms"], e["user"],
+                                                  e["action"], e["details"]))
+        if digest != e.get("hash"):
+            break
+        session.add(AuditEntry(device_id=device_id, seq=e["seq"], ts_ms=e["ts_ms"], user=e["user"],
+                               action=e["action"], details=e["details"], prev_hash=prev, hash=digest))
+        prev, seq = digest, e["seq"]
+        added += 1
+    return added

@@ -178,6 +178,8 @@ class ClusterRuntime:
                                id="heartbeat", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.sync_round, "interval", seconds=self.cfg.sync_interval,
                                id="sync", max_instances=1, coalesce=True, kwargs={"reason": "periodic"})
+        self.scheduler.add_job(self.pull_audit, "interval", seconds=5, id="audit", max_instances=1,
+                               coalesce=True)
         self.scheduler.start()
         if self.cfg.discovery:
             from app.services.discovery import Discovery
@@ -480,6 +482,28 @@ class ClusterRuntime:
         finally:
             self._sync_lock.release()
             self._push_status_if_changed()
+
+    def pull_audit(self) -> int:
+        """Copy each live peer's own audit chain (verified link by link) into ours."""
+        from app.services.audit import import_chain, last_entry
+
+        added = 0
+        for link in list(self.links.values()):
+            if not link.connected or not link.device_id:
+                continue
+            with self.node.db.read() as session:
+                last = last_entry(session, link.device_id)
+            after = last.seq if last else 0
+            try:
+                page = self._http(link.address).get(
+                    f"/api/sync/audit?device_id={link.device_id}&after={after}&limit=2000")
+            except SyncError as exc:
+                log.debug("audit pull from %s failed: %s", link.address, exc)
+                continue
+            if page["entries"]:
+                with self.node.db.write() as session:
+                    added += import_chain(session, link.device_id, page["entries"])
+        return added
 
     def _retry_soon(self) -> None:
         """A failed round is retried within a second, not at the next periodic run."""

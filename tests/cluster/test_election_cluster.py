@@ -25,6 +25,24 @@ def test_three_tills_agree_on_master_1_and_list_each_other(make_cluster):
     assert cluster[1].health()["role"] == "master"
 
 
+def test_every_till_holds_a_verified_copy_of_every_other_tills_audit_chain(make_cluster):
+    cluster = make_cluster(3)
+    deadline = time.monotonic() + 12
+    devices: set = set()
+    while time.monotonic() < deadline:
+        devices = {d for (d,) in cluster[3].query("SELECT DISTINCT device_id FROM audit_log")}
+        if devices == {1, 2, 3}:
+            break
+        time.sleep(0.3)
+    assert devices == {1, 2, 3}
+    verify = cluster[3].call("GET", "/api/audit/verify", user="manager").json()
+    assert verify["ok"] is True
+    assert {d["device_id"] for d in verify["devices"]} == {1, 2, 3}
+    mine = cluster[1].query("SELECT seq, hash FROM audit_log WHERE device_id=1 ORDER BY seq LIMIT 5")
+    copy = cluster[3].query("SELECT seq, hash FROM audit_log WHERE device_id=1 ORDER BY seq LIMIT 5")
+    assert mine == copy
+
+
 def test_kill_master_then_next_lowest_takes_over_and_old_master_rejoins_as_client(make_cluster):
     cluster = make_cluster(3)
     epoch_before = tuple(cluster[1].health()["epoch"])
