@@ -607,6 +607,11 @@ class ClusterRuntime:
                 return "failover"
             return "offline" if self.node.ledger.isolated else "online"
         if master is not None and self._link_for(master) is not None:
+            ledger = self.node.ledger
+            if ledger.last_offline_ms is not None:
+                if ledger.outbox_pending():
+                    return "offline"  # our last sale could not reach the master
+                ledger.last_offline_ms = None
             return "online"
         lost = self.master_lost_at
         if lost is not None and now_ms() - lost < 3 * self.cfg.failover_timeout_ms:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -85,6 +86,9 @@ class Ledger:
         self.sequencing = False
         # Set by the cluster shell: a master cut off from every peer it knows.
         self.isolated = False
+        # When a sale last had to go offline here (the status pill says so until the
+        # outbox drains, even while a silent master's socket still looks connected).
+        self.last_offline_ms: int | None = None
         self.epoch: EpochPair = (0, 0)
         self.master_link: MasterLink | None = None
         # Callbacks wired by the app: relay notices to browsers, broadcast new entries.
@@ -92,6 +96,13 @@ class Ledger:
         self.on_appended: Callable[[list[dict], dict | None], None] = lambda entries, prev: None
         self._seq_lock = threading.Lock()
         self._gseq_cond = threading.Condition()
+        # position() and outbox_pending() go into every heartbeat (several a second):
+        # cached, and dropped after every write transaction of this ledger (the only
+        # writer of the journal and the outbox).
+        self._cache_lock = threading.Lock()
+        self._cache_gen = 0
+        self._position_cache: tuple[int, EpochPair] | None = None
+        self._outbox_cache: int | None = None
         with db.read() as session:
             self._origin_seq = self._max_origin_seq(session)
             last = session.get(NodeState, "hlc_last")
@@ -99,6 +110,29 @@ class Ledger:
         self.hlc = HLC(device_id, clock, last.value if last else None)
 
     # ------------------------------------------------------------------ helpers
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """db.write(), then drop the cached position/outbox count (after the commit)."""
+        try:
+            with self.db.write() as session:
+                yield session
+        finally:
+            with self._cache_lock:
+                self._cache_gen += 1
+                self._position_cache = None
+                self._outbox_cache = None
+
+    def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
+        with self._cache_lock:
+            value, gen = getattr(self, name), self._cache_gen
+        if value is not None:
+            return value
+        value = compute()
+        with self._cache_lock:
+            if self._cache_gen == gen:  # no write committed meanwhile
+                setattr(self, name, value)
+        return value
+
     def _max_origin_seq(self, session: Session) -> int:
         a = session.scalar(select(func.max(JournalEntry.origin_seq))
                            .where(JournalEntry.origin_device == self.device_id)) or 0
@@ -115,7 +149,7 @@ class Ledger:
         return (int(n), int(m))
 
     def persist_epoch(self, epoch: EpochPair) -> None:
-        with self.db.write() as session:
+        with self._write() as session:
             session.merge(NodeState(key="epoch", value=f"{epoch[0]},{epoch[1]}"))
         self.epoch = epoch
 
@@ -125,14 +159,21 @@ class Ledger:
 
     def position(self) -> tuple[int, EpochPair]:
         """(last gseq, epoch of the last entry): how fresh this node's journal is."""
+        return self._cached("_position_cache", self._read_position)
+
+    def _read_position(self) -> tuple[int, EpochPair]:
         with self.db.read() as session:
-            row = session.scalars(select(JournalEntry).order_by(JournalEntry.gseq.desc())
-                                  .limit(1)).first()
+            row = session.execute(select(JournalEntry.gseq, JournalEntry.epoch_number,
+                                         JournalEntry.epoch_master)
+                                  .order_by(JournalEntry.gseq.desc()).limit(1)).first()
             if row is None:
                 return 0, (0, 0)
-            return row.gseq, (row.epoch_number, row.epoch_master)
+            return row[0], (row[1], row[2])
 
     def outbox_pending(self) -> int:
+        return self._cached("_outbox_cache", self._read_outbox_pending)
+
+    def _read_outbox_pending(self) -> int:
         with self.db.read() as session:
             return session.scalar(select(func.count()).select_from(OutboxEvent)) or 0
 
@@ -213,6 +254,7 @@ class Ledger:
                                      "right now; try again in a moment")
         ev.mode = "offline"
         self._keep_offline(ev)
+        self.last_offline_ms = self.clock()
         if self.sequencing:  # we became master while waiting for the old one
             self.drain_outbox()
         return Outcome(status="offline", event=ev)
@@ -225,7 +267,7 @@ class Ledger:
         return Outcome(status=status, event=ev, gseq=ack.get("gseq"), ack=ack)
 
     def _keep_offline(self, ev: Event) -> None:
-        with self.db.write() as session:
+        with self._write() as session:
             if session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == ev.event_id)):
                 return  # the master took it after all and its broadcast beat our timeout
             session.add(_outbox_row(ev, applied=True, now=self.clock()))
@@ -243,7 +285,7 @@ class Ledger:
         """
         ev.mode = "offline"
         notices: list[Notice] = []
-        with self.db.write() as session:
+        with self._write() as session:
             in_journal = session.scalar(select(JournalEntry.gseq)
                                         .where(JournalEntry.event_id == ev.event_id))
             if in_journal is None and ack.get("status") == "accepted":
@@ -268,7 +310,7 @@ class Ledger:
         appended: list[JournalEntry] = []
         notices: list[Notice] = []
         prev: dict | None = None
-        with self.db.write() as session:
+        with self._write() as session:
             if not self.sequencing:
                 return [{"status": "not_master", "event_id": e.event_id} for e in events]
             last = self.last_gseq(session)
@@ -355,7 +397,7 @@ class Ledger:
 
     def start_sequencing(self, epoch: EpochPair) -> int:
         """Become the sequencing master at `epoch`: first journal our own outbox."""
-        with self.db.write() as session:
+        with self._write() as session:
             self.epoch = epoch
             session.merge(NodeState(key="epoch", value=f"{epoch[0]},{epoch[1]}"))
             self.sequencing = True
@@ -384,7 +426,7 @@ class Ledger:
         """
         result = ReceiveResult()
         notices: list[Notice] = []
-        with self.db.write() as session:
+        with self._write() as session:
             last = self.last_gseq(session)
             result.last_gseq = last
             if prev is not None and prev.get("gseq") and prev["gseq"] <= last:
@@ -455,7 +497,7 @@ class Ledger:
         winner to decide again. The derived tables are rebuilt from the kept journal plus
         the applied outbox.
         """
-        with self.db.write() as session:
+        with self._write() as session:
             tail = session.scalars(select(JournalEntry).where(JournalEntry.gseq > keep)
                                    .order_by(JournalEntry.gseq)).all()
             for row in tail:
@@ -494,7 +536,7 @@ class Ledger:
 
     def drop_journaled_from_outbox(self) -> int:
         """Outbox rows whose event is already in the journal are done (belt and braces)."""
-        with self.db.write() as session:
+        with self._write() as session:
             done = session.scalars(select(OutboxEvent.event_id).join(
                 JournalEntry, JournalEntry.event_id == OutboxEvent.event_id)).all()
             if done:
@@ -506,7 +548,7 @@ class Ledger:
         ids = list(event_ids)
         if not ids:
             return
-        with self.db.write() as session:
+        with self._write() as session:
             session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(ids)))
             self._audit(session, "sync.rejected", None, {"events": ids[:50], "reason": reason})
         self.notify([("outbox_changed", {})])
