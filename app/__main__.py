@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start_cluster(app)
 
     def background_setup() -> None:
-        if not (config.admin_pin or config.seed_demo):
+        if not (config.admin_pin or config.seed_demo or config.bench_catalog):
             return
         if not seed.wait_ready(node, timeout=60):
             print(f"till{config.device_id}: no master reachable; demo data/admin not created",
@@ -55,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             users.ensure_admin(node, config.admin_pin)
         if config.seed_demo:
             seed.seed_demo(node)
+        if config.bench_catalog:
+            seed.bulk_catalog(node, config.bench_catalog)
 
     threading.Thread(target=background_setup, name="setup", daemon=True).start()
 

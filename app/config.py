@@ -28,6 +28,8 @@ class Config:
     reclaim_delay: float = 30.0
     admin_pin: str | None = None
     seed_demo: bool = False
+    # Hidden (benchmarks only): add N synthetic products once this node can journal edits.
+    bench_catalog: int = 0
     shop_name: str = "lanpos demo shop"
     session_ttl: int = 12 * 3600
     idle_lock: int = 300
@@ -91,6 +93,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "from incoming heartbeats (env POS_LEARN_PEERS=0)")
     parser.add_argument("--seed-demo", action="store_true", default=None, dest="seed_demo",
                         help="load the sample catalog and demo users on first start")
+    # Hidden: scripts/bench_checkout.py loads a large synthetic catalog (env POS_BENCH_CATALOG).
+    parser.add_argument("--bench-catalog", type=int, default=None, dest="bench_catalog",
+                        metavar="N", help=argparse.SUPPRESS)
 
 
 def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None,
@@ -120,6 +125,13 @@ def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] |
         cfg.seed_demo = True
     elif env.get("POS_SEED_DEMO", "").lower() in {"1", "true", "yes", "on"}:
         cfg.seed_demo = True
+    bench = getattr(args, "bench_catalog", None) if args is not None else None
+    if bench is None:
+        bench = _env_value("bench_catalog", int, env)
+    if bench is not None:
+        if bench < 0:
+            raise ValueError("--bench-catalog must not be negative")
+        cfg.bench_catalog = bench
     valid = {f.name for f in fields(Config)}
     for key, value in overrides.items():
         if key not in valid:

@@ -56,7 +56,8 @@ def ids():
     high = query_int("high", 0, 0, 10**12)
     if high - low > 10_000:
         raise ApiError("VALIDATION_ERROR", "at most 10,000 ids per call", 400)
-    return jsonify({"success": True, "ids": node().ledger.ids_between(low, high)})
+    epochs = request.args.get("epochs") == "1"
+    return jsonify({"success": True, "ids": node().ledger.ids_between(low, high, epochs=epochs)})
 
 
 @bp.get("/full-export")

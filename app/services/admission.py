@@ -18,8 +18,12 @@ from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
 
 
 def _stock(session: Session, skus: list[str]) -> dict[str, int]:
-    rows = session.execute(select(Product.sku, Product.stock).where(Product.sku.in_(skus)))
-    return {sku: stock for sku, stock in rows}
+    products = session.scalars(select(Product).where(Product.sku.in_(skus))).all()
+    # Whole rows, held for the rest of the transaction (the identity map only keeps weak
+    # references): the applier that follows finds them there and moves the stock without
+    # selecting each product again.
+    session.info.setdefault("admitted_products", []).extend(products)
+    return {p.sku: p.stock for p in products}
 
 
 def admit(session: Session, ev: Event) -> Any:

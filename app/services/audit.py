@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.models import AuditEntry, NodeState
@@ -37,12 +38,14 @@ class AuditLog:
         re-use their seqs and silently heal the chain; continuing from the head keeps the
         gap (and the break) visible to `verify`.
         """
-        last = session.scalars(select(AuditEntry).where(AuditEntry.device_id == self.device_id)
+        key = f"audit_head:{self.device_id}"
+        last = session.execute(select(AuditEntry.seq, AuditEntry.hash)
+                               .where(AuditEntry.device_id == self.device_id)
                                .order_by(AuditEntry.seq.desc()).limit(1)).first()
         seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
-        head = session.get(NodeState, f"audit_head:{self.device_id}")
+        head = session.scalar(select(NodeState.value).where(NodeState.key == key))
         if head is not None:
-            head_seq, head_hash = head.value.split(",")
+            head_seq, head_hash = head.split(",")
             # The head wins, unless rows lie beyond it (then never re-use their seqs).
             if int(head_seq) >= seq:
                 seq, prev = int(head_seq), head_hash
@@ -50,12 +53,14 @@ class AuditLog:
         ts = self.clock()
         details = details or {}
         digest = entry_hash(prev, canonical_entry(self.device_id, seq, ts, user, action, details))
-        row = AuditEntry(device_id=self.device_id, seq=seq, ts_ms=ts, user=user, action=action,
-                         details=details, prev_hash=prev, hash=digest)
-        session.add(row)
-        session.merge(NodeState(key=f"audit_head:{self.device_id}", value=f"{seq},{digest}"))
-        session.flush()
-        return row
+        values = {"device_id": self.device_id, "seq": seq, "ts_ms": ts, "user": user,
+                  "action": action, "details": details, "prev_hash": prev, "hash": digest}
+        # Plain INSERT / upsert statements: this runs in every write transaction.
+        session.execute(insert(AuditEntry), [values])
+        session.execute(sqlite_insert(NodeState).values(key=key, value=f"{seq},{digest}")
+                        .on_conflict_do_update(index_elements=[NodeState.key],
+                                               set_={"value": f"{seq},{digest}"}))
+        return AuditEntry(**values)
 
 
 def verify_device(session: Session, device_id: int) -> dict[str, Any]:

@@ -159,6 +159,8 @@ class ClusterRuntime:
         self.caught_up = False
         self.promoting = False
         self.master_lost_at: int | None = None
+        self._last_tick_ms: int | None = None
+        self._fenced_until_ms = 0
         self._sync_lock = threading.Lock()
         self._retry_timer: threading.Timer | None = None
         self._refused_at: dict[str, int] = {}
@@ -171,6 +173,7 @@ class ClusterRuntime:
     # ----------------------------------------------------------------- life
     def start(self) -> None:
         ledger = self.node.ledger
+        ledger.lease_until = time.monotonic() + self.cfg.failover_timeout
         ledger.on_appended = self._broadcast_entries
         for address in self.cfg.peers:
             self.add_peer(address)
@@ -244,8 +247,30 @@ class ClusterRuntime:
         master = self.core.master_id
         return self.caught_up or master is None or master == self.device_id
 
+    def _renew_lease(self) -> None:
+        """The master may sequence for one failover timeout after each heartbeat tick.
+
+        A tick that comes more than a failover timeout after the previous one means this
+        process stood still (SIGSTOP, a suspended VM, swapping): the others have counted
+        us dead and may have a new master. The lease then stays lapsed for one more
+        failover timeout, so we hear their heartbeats before we journal anything.
+        """
+        now = now_ms()
+        last, self._last_tick_ms = self._last_tick_ms, now
+        ledger = self.node.ledger
+        if last is not None and now - last > self.cfg.failover_timeout_ms:
+            self._fenced_until_ms = now + self.cfg.failover_timeout_ms
+            self._audit("node.stalled", {"gap_ms": now - last, "was_sequencing": ledger.sequencing})
+        if now < self._fenced_until_ms:
+            return
+        lapsed = not ledger.may_sequence()
+        ledger.lease_until = now / 1000 + self.cfg.failover_timeout
+        if lapsed and ledger.sequencing:
+            self.kick_sync("lease renewed")  # journal what went to the outbox meanwhile
+
     def heartbeat_tick(self) -> None:
         try:
+            self._renew_lease()
             envelope = self._my_heartbeat()
             with self.lock:
                 actions = self.core.tick(now_ms())
@@ -331,6 +356,9 @@ class ClusterRuntime:
             if isinstance(action, PersistEpoch):
                 self.node.ledger.persist_epoch((action.epoch.number, action.epoch.master_id))
             elif isinstance(action, BecomeMaster):
+                # A new term journals nothing before it has caught up (_promote); a sitting
+                # master that re-claims (it learned of a higher epoch) stops at once.
+                self.node.ledger.stop_sequencing()
                 self._audit("election.won", {"epoch": action.epoch.to_list()})
                 threading.Thread(target=self._promote, args=(action.epoch,), daemon=True,
                                  name="promote").start()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
@@ -86,6 +87,11 @@ class Ledger:
         self.sequencing = False
         # Set by the cluster shell: a master cut off from every peer it knows.
         self.isolated = False
+        # Set by the cluster shell: monotonic time (s) until which this node may sequence.
+        # Renewed by every heartbeat tick; a master whose process stood still (SIGSTOP,
+        # a suspended VM) finds it lapsed on waking and sequences nothing until it has
+        # heard the others again. None: no lease (a node without cluster).
+        self.lease_until: float | None = None
         # When a sale last had to go offline here (the status pill says so until the
         # outbox drains, even while a silent master's socket still looks connected).
         self.last_offline_ms: int | None = None
@@ -97,12 +103,15 @@ class Ledger:
         self._seq_lock = threading.Lock()
         self._gseq_cond = threading.Condition()
         # position() and outbox_pending() go into every heartbeat (several a second):
-        # cached, and dropped after every write transaction of this ledger (the only
-        # writer of the journal and the outbox).
+        # cached, and dropped after every committed write transaction on this database:
+        # this ledger's own, and any other db.write() (seed.bulk_catalog journals directly).
         self._cache_lock = threading.Lock()
         self._cache_gen = 0
         self._position_cache: tuple[int, EpochPair] | None = None
         self._outbox_cache: int | None = None
+        writer = getattr(db, "_writer", None)
+        if writer is not None:
+            sa_event.listen(writer, "after_commit", lambda _session: self._invalidate())
         with db.read() as session:
             self._origin_seq = self._max_origin_seq(session)
             last = session.get(NodeState, "hlc_last")
@@ -117,10 +126,13 @@ class Ledger:
             with self.db.write() as session:
                 yield session
         finally:
-            with self._cache_lock:
-                self._cache_gen += 1
-                self._position_cache = None
-                self._outbox_cache = None
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        with self._cache_lock:
+            self._cache_gen += 1
+            self._position_cache = None
+            self._outbox_cache = None
 
     def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
         with self._cache_lock:
@@ -224,16 +236,30 @@ class Ledger:
                 self._gseq_cond.wait(min(left, 0.05))
 
     # ------------------------------------------------------------- write path
+    def may_sequence(self) -> bool:
+        """Sequencing master with a live lease (see `lease_until`)."""
+        if not self.sequencing:
+            return False
+        if self.lease_until is None:
+            return True
+        import time
+
+        return time.monotonic() < self.lease_until
+
     def execute(self, ev: Event, *, offline_ok: bool = True) -> Outcome:
         """Make one event durable the best way the cluster allows right now."""
         if self.sequencing:
             if self.isolated and ev.type in COMMUTATIVE_TYPES:
                 ev.mode = "offline"  # may land in a losing tail: never refuse, say so
             ack = self.sequence([ev])[0]
-            outcome = self._outcome_from_ack(ev, ack, local=True)
-            if ev.mode == "offline" and outcome.status == "online":
-                outcome.status = "offline"
-            return outcome
+            if ack.get("status") != "not_master":
+                outcome = self._outcome_from_ack(ev, ack, local=True)
+                if ev.mode == "offline" and outcome.status == "online":
+                    outcome.status = "offline"
+                return outcome
+            # We stopped sequencing between the check and the journal (stepped down, a
+            # new term is catching up, or our lease lapsed): nothing was journaled, so
+            # take it the way a till without a master does, never as "online".
         link = self.master_link
         if link is not None:
             try:
@@ -311,11 +337,11 @@ class Ledger:
         notices: list[Notice] = []
         prev: dict | None = None
         with self._write() as session:
-            if not self.sequencing:
+            if not self.may_sequence():
                 return [{"status": "not_master", "event_id": e.event_id} for e in events]
             last = self.last_gseq(session)
             prev_row = session.get(JournalEntry, last) if last else None
-            prev = {"gseq": last, "event_id": prev_row.event_id if prev_row else None}
+            prev = _position(last, prev_row)
             for ev in events:
                 try:
                     with session.begin_nested():
@@ -409,7 +435,7 @@ class Ledger:
         with self.db.read() as session:
             pending = order_offline(session.scalars(select(OutboxEvent)).all())
             events = [Event.from_row(r) for r in pending]
-        if events and self.sequencing:
+        if events and self.may_sequence():
             self.sequence(events, from_device=self.device_id)
         return len(events)
 
@@ -431,7 +457,7 @@ class Ledger:
             result.last_gseq = last
             if prev is not None and prev.get("gseq") and prev["gseq"] <= last:
                 mine = session.get(JournalEntry, prev["gseq"])
-                if mine is None or mine.event_id != prev.get("event_id"):
+                if not _same_position(mine, prev):
                     result.diverged = True
                     return result
             for data in sorted(entries, key=lambda d: d["gseq"]):
@@ -442,6 +468,10 @@ class Ledger:
                     result.gap_after = last
                     break
                 ev = Event.from_dict(data)
+                if session.scalar(select(JournalEntry.gseq)
+                                  .where(JournalEntry.event_id == ev.event_id)) is not None:
+                    result.diverged = True  # we hold it elsewhere: our journal diverged
+                    break
                 outbox = session.get(OutboxEvent, ev.event_id)
                 applied = bool(outbox and outbox.applied)
                 if outbox is not None:
@@ -473,16 +503,28 @@ class Ledger:
             anchor = session.get(JournalEntry, since) if since else None
             return {
                 "entries": [journal_entry_dict(r) for r in rows],
-                "anchor": {"gseq": since, "event_id": anchor.event_id if anchor else None},
+                "anchor": _position(since, anchor),
                 "last_gseq": self.last_gseq(session),
             }
 
-    def ids_between(self, low: int, high: int) -> list[list]:
+    def ids_between(self, low: int, high: int, *, epochs: bool = False) -> list[list]:
+        """[gseq, event_id] (with epochs: [gseq, event_id, epoch_number, epoch_master])."""
         with self.db.read() as session:
+            if epochs:
+                return [list(r) for r in session.execute(
+                    select(JournalEntry.gseq, JournalEntry.event_id, JournalEntry.epoch_number,
+                           JournalEntry.epoch_master)
+                    .where(JournalEntry.gseq > low, JournalEntry.gseq <= high)
+                    .order_by(JournalEntry.gseq))]
             return [[g, e] for g, e in session.execute(
                 select(JournalEntry.gseq, JournalEntry.event_id)
                 .where(JournalEntry.gseq > low, JournalEntry.gseq <= high)
                 .order_by(JournalEntry.gseq))]
+
+    def position_at(self, gseq: int) -> dict:
+        """{gseq, event_id, epoch} of one journal position (what anchors are compared by)."""
+        with self.db.read() as session:
+            return _position(gseq, session.get(JournalEntry, gseq) if gseq else None)
 
     def event_id_at(self, gseq: int) -> str | None:
         with self.db.read() as session:
@@ -557,6 +599,23 @@ class Ledger:
         with self.db.read() as session:
             product = session.get(Product, sku)
             return product.stock if product else None
+
+
+def _position(gseq: int, row: JournalEntry | None) -> dict:
+    """A journal position as nodes compare it: gseq, event_id and the epoch it was
+    sequenced in. Within one epoch pair a single master writes one linear journal and
+    every node appends only after its predecessor matched, so an equal (gseq, event_id,
+    epoch) proves an equal prefix; an equal event_id alone does not (a resubmitted event
+    can land at the same gseq on both sides of a partition)."""
+    return {"gseq": gseq, "event_id": row.event_id if row else None,
+            "epoch": [row.epoch_number, row.epoch_master] if row else None}
+
+
+def _same_position(mine: JournalEntry | None, theirs: dict) -> bool:
+    if mine is None or mine.event_id != theirs.get("event_id"):
+        return False
+    epoch = theirs.get("epoch")
+    return epoch is None or list(epoch) == [mine.epoch_number, mine.epoch_master]
 
 
 def _journal_row(ev: Event, gseq: int, epoch: EpochPair, now: int) -> JournalEntry:

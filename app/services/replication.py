@@ -56,10 +56,14 @@ def common_prefix(ledger: Ledger, peer: HttpPeer, upto: int) -> int:
     hi = upto
     while hi > 0:
         lo = max(hi - PAGE, 0)
-        theirs = {g: e for g, e in peer.get(f"/api/sync/ids?low={lo}&high={hi}")["ids"]}
-        mine = {g: e for g, e in ledger.ids_between(lo, hi)}
+        # Positions are compared with their epochs: see ledger._position.
+        theirs = {row[0]: tuple(row[1:]) for row in
+                  peer.get(f"/api/sync/ids?low={lo}&high={hi}&epochs=1")["ids"]}
+        mine = {row[0]: tuple(row[1:]) for row in ledger.ids_between(lo, hi, epochs=True)}
         for gseq in range(hi, lo, -1):
-            if gseq in theirs and theirs[gseq] == mine.get(gseq):
+            if gseq in theirs and gseq in mine and (
+                    theirs[gseq] == mine[gseq] if len(theirs[gseq]) == 3
+                    else theirs[gseq][0] == mine[gseq][0]):  # a peer without epochs
                 return gseq
         hi = lo
     return 0
@@ -83,8 +87,10 @@ def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True,
         page = peer.get(f"/api/sync/changes?since={since}&limit={PAGE}")
         anchor = page["anchor"]
         remote_last = int(page["last_gseq"])
-        mine_at_anchor = ledger.event_id_at(since) if since else None
-        if since and (remote_last < since or anchor.get("event_id") != mine_at_anchor):
+        mine_at_anchor = ledger.position_at(since) if since else None
+        same = bool(since) and anchor.get("event_id") == mine_at_anchor["event_id"] and (
+            anchor.get("epoch") is None or anchor.get("epoch") == mine_at_anchor["epoch"])
+        if since and (remote_last < since or not same):
             if not truncate:
                 if remote_last < since and anchor.get("event_id") is None:
                     break  # the peer is simply behind us
@@ -98,6 +104,8 @@ def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True,
         if result.diverged:
             if not truncate:
                 raise Diverged(f"{peer.address} diverged from our journal")
+            keep = common_prefix(ledger, peer, ledger.position()[0])
+            dropped += ledger.truncate_after(keep, f"diverged from device at {peer.address}")
             continue
         pulled += result.applied
         if result.applied == 0:

@@ -112,12 +112,14 @@ def logout(node: Node, token: str) -> None:
 def authenticate(node: Node, token: str) -> tuple[dict[str, Any], str]:
     """Token -> (user, csrf_token). Expired, revoked, forged or unknown -> 401."""
     with node.db.read() as session:
-        row = session.get(AuthSession, _digest(token))
-        if row is None or row.revoked:
+        found = session.execute(
+            select(AuthSession, User).outerjoin(User, User.username == AuthSession.username)
+            .where(AuthSession.token_hash == _digest(token))).first()
+        if found is None or found[0].revoked:
             raise Unauthorized("not logged in (unknown or revoked token)")
+        row, user = found
         if row.expires_ms <= node.clock():
             raise Unauthorized("session expired, please log in again", {"expired": True})
-        user = session.get(User, row.username)
         if user is None or not user.active:
             raise Unauthorized("user is no longer active")
         return user_dict(user), row.csrf_token

@@ -62,9 +62,14 @@
   }
 
   // ------------------------------------------------------------------ rows
+  const LAST_KEYS = ["event_id", "mode", "events"];  // long ids after what a reader looks for
+
   function detailText(d) {
     if (!d || typeof d !== "object") return "";
-    return Object.keys(d).map(function (k) {
+    const keys = Object.keys(d);
+    const ordered = keys.filter(function (k) { return LAST_KEYS.indexOf(k) < 0; })
+      .concat(keys.filter(function (k) { return LAST_KEYS.indexOf(k) >= 0; }));
+    return ordered.map(function (k) {
       let v = d[k];
       if (v === null || v === undefined) return null;
       if (typeof v === "object") v = JSON.stringify(v);
@@ -153,7 +158,21 @@
   const REASONS = { hash_mismatch: "its contents were changed", prev_mismatch: "it does not link to the entry before it",
     missing_seq: "an entry is missing", truncated: "entries were cut off the end" };
 
-  async function verify() {
+  // Verifying walks every entry (about 78 s of server CPU at 1,000,000 entries), so a page
+  // (re)load reuses this tab's last result for a while; "Verify again" always re-checks.
+  const VERIFY_KEY = "lanpos.bo.verify";
+  const VERIFY_REUSE_MS = 10 * 60 * 1000;
+
+  function cachedVerify() {
+    try {
+      const c = JSON.parse(sessionStorage.getItem(VERIFY_KEY) || "null");
+      if (c && c.host === location.host && Date.now() - c.at < VERIFY_REUSE_MS && c.result.ok) return c;
+    } catch (e) { /* no cache */ }
+    return null;
+  }
+
+  async function verify(opts) {
+    const cached = opts && opts.reuse ? cachedVerify() : null;
     const box = $("audit-verify-status");
     box.dataset.ok = "";
     box.className = "verify is-checking";
@@ -161,7 +180,12 @@
     $("audit-verify-text").textContent = "Checking the hash chains…";
     $("audit-verify").disabled = true;
     try {
-      const r = await api.get("/api/audit/verify", null, { timeoutMs: 120000 });
+      const r = cached ? cached.result : await api.get("/api/audit/verify", null, { timeoutMs: 300000 });
+      if (!cached) {
+        try {
+          sessionStorage.setItem(VERIFY_KEY, JSON.stringify({ host: location.host, at: Date.now(), result: r }));
+        } catch (e) { /* storage full: verify next time */ }
+      }
       const devices = r.devices || [];
       fillDeviceFilter(devices.map(function (d) { return d.device_id; }));
       if (r.ok) {
@@ -170,7 +194,8 @@
         box.className = "verify is-ok";
         box.querySelector(".verify-icon").textContent = "✓";
         $("audit-verify-text").textContent = "Audit log intact: " + r.entries.toLocaleString("en") + " entries on " +
-          devices.length + " till" + (devices.length === 1 ? "" : "s") + " verified.";
+          devices.length + " till" + (devices.length === 1 ? "" : "s") + " verified" +
+          (cached ? " at " + BO.fmtTime(cached.at) : "") + ".";
       } else {
         const b = r.broken_at || {};
         S.broken = { device_id: b.device_id, seq: b.seq };
@@ -261,7 +286,7 @@
       load();
     });
     $("audit-export").addEventListener("click", exportCsv);
-    $("audit-verify").addEventListener("click", verify);
+    $("audit-verify").addEventListener("click", function () { verify({ reuse: false }); });
   }
 
   wire();
@@ -270,6 +295,6 @@
     ["action", "q"].forEach(function (k) { if (params.get(k)) $("audit-" + k).value = params.get(k); });
     loadUsers();
     apply();
-    verify();
+    verify({ reuse: true });
   });
 })();

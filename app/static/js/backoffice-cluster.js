@@ -55,11 +55,19 @@
     $("cl-outbox").textContent = String(data.outbox_pending != null ? data.outbox_pending : sync.outbox_pending != null ? sync.outbox_pending : "–");
     $("cl-outbox").classList.toggle("warn", (data.outbox_pending || 0) > 0);
     $("cl-last-sync").textContent = sync.last_sync_time ? BO.fmtAgo(sync.last_sync_time) : "never";
-    $("cl-syncs").textContent = (sync.successful_syncs || 0) + " / " + (sync.failed_syncs || 0) + " / " + (sync.total_syncs || 0);
+    $("cl-syncs").textContent = (sync.successful_syncs || 0) + " ok · " + (sync.failed_syncs || 0) + " failed";
+    $("cl-syncs").title = (sync.total_syncs || 0) + " sync rounds in all";
     BO.show($("cl-sync-error"), !!sync.last_error && (sync.failed_syncs || 0) > 0);
     $("cl-sync-error").textContent = sync.last_error ? "Last sync error: " + sync.last_error : "";
 
     const nodes = nodesOf(data);
+    // Only the master measures lag; elsewhere work it out from the master's journal position.
+    const master = nodes.filter(function (n) { return n.device_id === data.master_id; })[0];
+    nodes.forEach(function (n) {
+      if (n.lag == null && master && master.last_gseq != null && n.last_gseq != null && n.alive) {
+        n.lag = Math.max(master.last_gseq - n.last_gseq, 0);
+      }
+    });
     const alive = nodes.filter(function (n) { return n.alive; }).length;
     $("cluster-summary").textContent = nodes.length + " till" + (nodes.length === 1 ? "" : "s") + " · " + alive + " up" +
       (nodes.length - alive ? " · " + (nodes.length - alive) + " down" : "") + " · updated " + BO.fmtTime(Date.now());
@@ -90,7 +98,7 @@
     card.dataset.alive = String(alive);
     card.dataset.role = role;
     card.className = "node-card " + (alive ? "is-up" : "is-down") + (n.device_id === data.master_id && alive ? " is-master" : "") + (n.self ? " is-self" : "");
-    const lag = n.lag != null ? n.lag : (n.self ? 0 : null);
+    const lag = n.lag != null ? n.lag : null;
     card.textContent = "";
     card.append(
       el("header", { class: "node-head" }, [

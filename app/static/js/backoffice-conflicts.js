@@ -39,6 +39,14 @@
     if (skus.length) render();
   }
 
+  function detailsNode(c) {
+    // The receipt number must not break at its hyphen.
+    const text = details(c);
+    const m = /receipt (\S+)/.exec(text);
+    if (!m) return [text];
+    return [text.slice(0, m.index) + "receipt ", el("span", { class: "nowrap", text: m[1] }), text.slice(m.index + m[0].length)];
+  }
+
   function details(c) {
     const d = c.details || {};
     if (c.kind === "oversell") {
@@ -79,7 +87,7 @@
         ]),
         el("td", { class: "num", text: c.origin_device != null ? "Till " + c.origin_device : "–" }),
         el("td", { text: c.user || "–" }),
-        el("td", { class: "wrap", text: details(c) }),
+        el("td", { class: "wrap" }, detailsNode(c)),
         el("td", { class: "wrap muted", text: c.decision }),
         el("td", { class: "wrap" }, open ? [el("span", { class: "tag tag-open", text: "open" })] : [
           el("span", { class: "tag tag-ok", text: "resolved" }),

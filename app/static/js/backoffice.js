@@ -128,6 +128,9 @@
   }
 
   function toast(text, kind, ms) {
+    // The same notice can arrive twice (relayed by this node and by the master): show it once.
+    const same = Array.prototype.find.call($("toasts").children, function (x) { return x.textContent === text; });
+    if (same) return same;
     const t = el("div", { class: "toast toast-" + (kind || "info"), role: kind === "error" ? "alert" : "status", text: text });
     t.addEventListener("click", function () { t.remove(); });
     const box = $("toasts");

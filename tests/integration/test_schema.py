@@ -1,0 +1,131 @@
+"""Storage: migrations, schema version, pragmas, restarts that keep the data; the demo seed."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from app.services.seed import seed_demo
+from app.utils.barcode import is_valid_barcode
+from tests.integration.conftest import login, sell, sql
+
+
+def test_health_exposes_the_migrated_schema_version(client, node):
+    (revision,), = sql(node, "SELECT version_num FROM alembic_version")
+    assert client.get("/health").get_json()["schema_version"] == int(revision) == node.schema_version
+
+
+def test_sqlite_pragmas(node):
+    with node.db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+
+
+def test_fresh_data_dir_gets_the_whole_schema(app_factory):
+    node = app_factory().extensions["lanpos_node"]
+    tables = {t for (t,) in sql(node, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"alembic_version", "journal", "outbox", "node_state", "products", "categories",
+            "stock_movements", "sales", "sale_lines", "payments", "refunds", "users",
+            "auth_sessions", "login_failures", "audit_log", "conflicts"} <= tables
+    assert sql(node, "SELECT version_num FROM alembic_version") == [("0001",)]
+
+
+def test_restart_on_the_same_data_dir_keeps_everything(app_factory, data_dir, node, client, cashier,
+                                                       manager):
+    sale = sell(client, cashier, [("BAK-003", 2)]).get_json()
+    client.post("/api/stock/adjust", headers=manager, json={"sku": "DAI-001", "quantity": -2,
+                                                             "reason": "broken"})
+    tables = [t for (t,) in sql(node, "SELECT name FROM sqlite_master WHERE type = 'table' "
+                                      "AND name != 'alembic_version' ORDER BY name")]
+    counts = {t: sql(node, f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}  # noqa: S608
+    products = sql(node, "SELECT * FROM products ORDER BY sku")
+    node.db.dispose()
+
+    again = app_factory(data_dir)  # a second create_app on the same data dir
+    node2 = again.extensions["lanpos_node"]
+    assert sql(node2, "SELECT version_num FROM alembic_version") == [("0001",)]
+    after = {t: sql(node2, f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}  # noqa: S608
+    assert after["audit_log"] == counts["audit_log"] + 1  # + node.started
+    assert {t: n for t, n in after.items() if t not in ("audit_log", "node_state")} == \
+        {t: n for t, n in counts.items() if t not in ("audit_log", "node_state")}
+    assert sql(node2, "SELECT * FROM products ORDER BY sku") == products
+    client2 = again.test_client()
+    # Sessions, sales, receipt numbering and the audit chain carry on.
+    got = client2.get(f"/api/sales/{sale['sale_id']}", headers=cashier)
+    assert got.status_code == 200 and got.get_json()["sale"]["receipt_no"] == "T1-000001"
+    assert sell(client2, cashier, [("BAK-003", 1)]).get_json()["receipt_no"] == "T1-000002"
+    assert client2.get("/api/audit/verify", headers=manager).get_json()["ok"] is True
+    assert client2.get("/health").get_json()["role"] == "master"
+
+
+def test_demo_seed_is_realistic_and_idempotent(app_factory):
+    app = app_factory()
+    node = app.extensions["lanpos_node"]
+    assert seed_demo(node) > 60
+    products = sql(node, "SELECT sku, barcode, tax_rate_bp, stock, category_id FROM products")
+    assert len(products) >= 60
+    assert len({p[4] for p in products}) >= 6
+    assert {p[2] for p in products} == {700, 1900}
+    assert all(is_valid_barcode(p[1]) and len(p[1]) == 13 for p in products)
+    assert any(1 <= p[3] <= 2 for p in products)
+    counts = {t: sql(node, f"SELECT COUNT(*) FROM {t}")[0][0]  # noqa: S608
+              for t in ("products", "users", "journal", "stock_movements")}
+    assert seed_demo(node) == 0
+    assert counts == {t: sql(node, f"SELECT COUNT(*) FROM {t}")[0][0]  # noqa: S608
+                      for t in ("products", "users", "journal", "stock_movements")}
+    assert sorted(sql(node, "SELECT username, role FROM users")) == [
+        ("admin", "admin"), ("cashier", "cashier"), ("manager", "manager")]
+    assert login(app.test_client(), "manager", "2345")["user"]["role"] == "manager"
+
+
+def test_derived_state_matches_a_rebuild_from_the_journal(node, client, cashier, manager):
+    """The journal is the source of truth: re-deriving every table from it gives the same rows."""
+    sale_id = sell(client, cashier, [("BAK-003", 2), ("DRK-001", 1)]).get_json()["sale_id"]
+    client.post(f"/api/sales/{sale_id}/refund", headers=manager,
+                json={"lines": [{"sku": "BAK-003", "quantity": 1}]})
+    client.patch("/api/products/BAK-001", headers=manager, json={"base_version": 1, "price_cents": 40})
+    login(client, "cashier", "0000")
+
+    def snapshot():
+        return {t: sql(node, f"SELECT * FROM {t} ORDER BY 1")  # noqa: S608
+                for t in ("products", "sales", "sale_lines", "payments", "refunds", "users")}
+
+    before = snapshot()
+    before_stock = sql(node, "SELECT sku, delta, kind FROM stock_movements ORDER BY sku, id")
+    with node.db.write() as session:
+        node.ledger._rebuild(session)
+    assert snapshot() == before
+    assert sql(node, "SELECT sku, delta, kind FROM stock_movements ORDER BY sku, id") == before_stock
+
+
+def test_bulk_catalog_matches_what_the_journal_derives(node, client, cashier, manager):
+    """`run --bench-catalog N` loads products in bulk; the result equals replaying the journal."""
+    from app.services.seed import bulk_catalog
+
+    (gseq_before,), = sql(node, "SELECT MAX(gseq) FROM journal")
+    assert bulk_catalog(node, 120, chunk=50) == 120
+    assert bulk_catalog(node, 120, chunk=50) == 0  # idempotent
+    gseqs = [g for (g,) in sql(node, "SELECT gseq FROM journal WHERE gseq > ? ORDER BY gseq",
+                               (gseq_before,))]
+    assert gseqs == list(range(gseq_before + 1, gseq_before + 121))  # gapless, in order
+    product = client.get("/api/products/BULK-000007", headers=cashier).get_json()["product"]
+    assert product["stock"] == 1000 and product["category"] == "Frozen" and product["version"] == 1
+    found = client.get("/api/products?search=item 00011", headers=cashier).get_json()["products"]
+    assert {p["sku"] for p in found} == {f"BULK-{i:06d}" for i in range(110, 120)}
+    assert sell(client, cashier, [("BULK-000007", 2)]).status_code == 201
+
+    def snapshot():
+        return {t: sql(node, f"SELECT * FROM {t} ORDER BY 1")  # noqa: S608
+                for t in ("products", "categories")}
+
+    before = snapshot()
+    movements = sql(node, "SELECT event_id, sku, delta, kind, reason, device_id, user, created_ms "
+                          "FROM stock_movements ORDER BY sku, id")
+    with node.db.write() as session:
+        node.ledger._rebuild(session)
+    assert snapshot() == before
+    assert sql(node, "SELECT event_id, sku, delta, kind, reason, device_id, user, created_ms "
+                     "FROM stock_movements ORDER BY sku, id") == movements
+    assert client.get("/api/audit/verify", headers=manager).get_json()["ok"] is True
+    assert sql(node, "SELECT COUNT(*) FROM audit_log WHERE action = 'catalog.bulk_loaded'") == [(3,)]
