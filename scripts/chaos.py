@@ -32,6 +32,16 @@ from tests.chaos.nemesis import FAULT_KINDS  # noqa: E402
 from tests.chaos.runner import RunConfig, run_once  # noqa: E402
 
 
+def write_summary(results: list, command: str, stamp: str, out: str) -> str:
+    md, data = report.aggregate(results, command, stamp)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as fh:
+        fh.write(md)
+    with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
+        json.dump(report.jsonable(data), fh, indent=1, default=str)
+    return md
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=1)
@@ -99,16 +109,12 @@ def main(argv: list[str] | None = None) -> int:
                 path = os.path.join(r.work_dir, name)
                 if os.path.isdir(path) and name.startswith("till"):
                     shutil.rmtree(path, ignore_errors=True)
+        write_summary(results, command, stamp, args.out)  # after every run: a cut-short one reports too
         elapsed = time.monotonic() - t_all
         print(f"progress: {k + 1}/{args.runs} runs, {sum(x.ok for x in results)} passed, "
               f"{elapsed / 60:.1f} min elapsed, ~{elapsed / (k + 1) * (args.runs - k - 1) / 60:.1f} min left",
               flush=True)
-    md, data = report.aggregate(results, command, stamp)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as fh:
-        fh.write(md)
-    with open(os.path.join(args.out, "summary.json"), "w", encoding="utf-8") as fh:
-        json.dump(report.jsonable(data), fh, indent=1, default=str)
+    md = write_summary(results, command, stamp, args.out)
     if args.plot != "none" and results:
         failed = [r for r in results if not r.ok and r.ops]
         if args.plot == "first-failure" and failed:

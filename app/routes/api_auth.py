@@ -12,7 +12,8 @@ bp = Blueprint("api_auth", __name__, url_prefix="/api/auth")
 @bp.post("/login")
 def login():
     body = parse(LoginBody)
-    result = users_service.login(node(), body.username, body.pin)
+    result = users_service.login(node(), body.username, body.pin,
+                                 client=request.remote_addr or "?")
     response = make_response(jsonify({"success": True, **result}))
     response.set_cookie(SESSION_COOKIE, result["token"], httponly=True, samesite="Strict",
                         max_age=node().config.session_ttl)

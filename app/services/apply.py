@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -44,24 +44,34 @@ def category_id(session: Session, name: str | None) -> int | None:
 def move_stock(session: Session, ev: Event, sku: str, delta: int, kind: str,
                reason: str | None = None) -> list[Notice]:
     """Record one stock movement and keep the cached sum on the product in step."""
-    product = session.get(Product, sku)
-    if product is None:  # an event about a product this node never saw: keep the movement
-        product = Product(sku=sku, name=sku, name_lower=sku.lower(), price_cents=0,
-                          tax_rate_bp=0, active=False, stock=0, version=1)
-        session.add(product)
-        session.flush()
-    session.add(StockMovement(
-        event_id=ev.event_id, sku=sku, delta=delta, kind=kind, reason=reason,
-        device_id=ev.origin_device, user=ev.user,
-        created_ms=int(ev.payload.get("created_ms") or 0),
-    ))
-    product.stock += delta
-    notices: list[Notice] = [("stock_changed", {"sku": sku, "stock": product.stock})]
-    if delta < 0 and product.stock <= 0:
-        notices.append(("critical_event", {
-            "kind": "sold_out" if product.stock == 0 else "oversold",
-            "sku": sku, "name": product.name, "stock": product.stock,
-        }))
+    return move_stock_many(session, ev, [(sku, delta)], kind, reason)
+
+
+def move_stock_many(session: Session, ev: Event, moves: list[tuple[str, int]], kind: str,
+                    reason: str | None = None) -> list[Notice]:
+    """Record stock movements (one INSERT for all) and keep each product's cached sum in step."""
+    notices: list[Notice] = []
+    rows = []
+    created_ms = int(ev.payload.get("created_ms") or 0)
+    for sku, delta in moves:
+        product = session.get(Product, sku)  # usually in the identity map already (admission)
+        if product is None:  # an event about a product this node never saw: keep the movement
+            product = Product(sku=sku, name=sku, name_lower=sku.lower(), price_cents=0,
+                              tax_rate_bp=0, active=False, stock=0, version=1)
+            session.add(product)
+            session.flush()
+        rows.append({"event_id": ev.event_id, "sku": sku, "delta": delta, "kind": kind,
+                     "reason": reason, "device_id": ev.origin_device, "user": ev.user,
+                     "created_ms": created_ms})
+        product.stock += delta
+        notices.append(("stock_changed", {"sku": sku, "stock": product.stock}))
+        if delta < 0 and product.stock <= 0:
+            notices.append(("critical_event", {
+                "kind": "sold_out" if product.stock == 0 else "oversold",
+                "sku": sku, "name": product.name, "stock": product.stock,
+            }))
+    if rows:
+        session.execute(insert(StockMovement), rows)
     return notices
 
 
@@ -120,33 +130,32 @@ def _stock_adjust(session: Session, ev: Event) -> list[Notice]:
 
 
 def _sale_create(session: Session, ev: Event) -> list[Notice]:
+    """The checkout hot path: plain multi-row INSERTs, no ORM unit of work per line."""
     p = ev.payload
-    if session.get(Sale, p["sale_id"]) is not None:
+    if session.scalar(select(Sale.sale_id).where(Sale.sale_id == p["sale_id"])) is not None:
         return []
-    session.add(Sale(
-        sale_id=p["sale_id"], receipt_no=p["receipt_no"], device_id=p["device_id"],
-        receipt_seq=p["receipt_seq"], client_ref=p.get("client_ref"), cashier=p["cashier"],
-        approver=p.get("approver"), status="completed", subtotal_cents=p["subtotal_cents"],
-        discount_cents=p["discount_cents"], total_cents=p["total_cents"],
-        tax_cents=p["tax_cents"], tax_by_rate=p["tax_by_rate"], paid_cents=p["paid_cents"],
-        change_cents=p["change_cents"], refunded_cents=0, mode=ev.mode,
-        created_ms=p["created_ms"], event_id=ev.event_id,
-    ))
-    session.flush()
-    notices: list[Notice] = []
-    for no, line in enumerate(p["lines"], start=1):
-        session.add(SaleLine(
-            sale_id=p["sale_id"], line_no=no, sku=line["sku"], name=line["name"],
-            quantity=line["quantity"], unit_price_cents=line["unit_price_cents"],
-            discount_cents=line["discount_cents"], tax_rate_bp=line["tax_rate_bp"],
-            total_cents=line["total_cents"], refunded_qty=0,
-        ))
-        notices += move_stock(session, ev, line["sku"], -int(line["quantity"]), "sale")
-    for pay in p["payments"]:
-        session.add(Payment(
-            sale_id=p["sale_id"], method=pay["method"], amount_cents=pay["amount_cents"],
-            tendered_cents=pay.get("tendered_cents"), change_cents=pay.get("change_cents", 0),
-        ))
+    session.execute(insert(Sale), [{
+        "sale_id": p["sale_id"], "receipt_no": p["receipt_no"], "device_id": p["device_id"],
+        "receipt_seq": p["receipt_seq"], "client_ref": p.get("client_ref"), "cashier": p["cashier"],
+        "approver": p.get("approver"), "status": "completed",
+        "subtotal_cents": p["subtotal_cents"], "discount_cents": p["discount_cents"],
+        "total_cents": p["total_cents"], "tax_cents": p["tax_cents"],
+        "tax_by_rate": p["tax_by_rate"], "paid_cents": p["paid_cents"],
+        "change_cents": p["change_cents"], "refunded_cents": 0, "mode": ev.mode,
+        "created_ms": p["created_ms"], "event_id": ev.event_id,
+    }])
+    session.execute(insert(SaleLine), [{
+        "sale_id": p["sale_id"], "line_no": no, "sku": line["sku"], "name": line["name"],
+        "quantity": line["quantity"], "unit_price_cents": line["unit_price_cents"],
+        "discount_cents": line["discount_cents"], "tax_rate_bp": line["tax_rate_bp"],
+        "total_cents": line["total_cents"], "refunded_qty": 0,
+    } for no, line in enumerate(p["lines"], start=1)])
+    notices = move_stock_many(session, ev, [(line["sku"], -int(line["quantity"]))
+                                            for line in p["lines"]], "sale")
+    session.execute(insert(Payment), [{
+        "sale_id": p["sale_id"], "method": pay["method"], "amount_cents": pay["amount_cents"],
+        "tendered_cents": pay.get("tendered_cents"), "change_cents": pay.get("change_cents", 0),
+    } for pay in p["payments"]])
     notices.append(("sale_created", {"sale_id": p["sale_id"], "receipt_no": p["receipt_no"],
                                      "device_id": p["device_id"], "total_cents": p["total_cents"]}))
     return notices

@@ -15,7 +15,6 @@ import time
 from typing import Any, Callable
 
 import socketio
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.services.election import (
     BecomeMaster,
@@ -41,6 +40,34 @@ NODE_NS = "/node"
 def now_ms() -> int:
     """Monotonic milliseconds for the election core (wall clocks jump; see election.py)."""
     return int(time.monotonic() * 1000)
+
+
+class MonotonicJobs:
+    """Interval jobs on the monotonic clock, one thread each.
+
+    APScheduler 3 times interval jobs by the wall clock: when a till's clock is stepped
+    back (NTP, a person fixing it) by 300 s, every job stops for 300 s - no heartbeat,
+    no lease, no sync. A thread waiting on the monotonic clock is not fooled. A run that
+    overruns its interval is not repeated to catch up (like coalesce=True).
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def every(self, interval: float, fn: Callable[[], Any], name: str) -> None:
+        def loop() -> None:
+            next_at = time.monotonic() + interval
+            while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - a job must never die
+                    log.exception("job %s failed", name)
+                next_at = max(next_at + interval, time.monotonic())
+
+        threading.Thread(target=loop, name=f"job-{name}", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class PeerLink:
@@ -167,7 +194,7 @@ class ClusterRuntime:
         self._last_state: tuple | None = None
         self.stats = {"last_sync_time": None, "total_syncs": 0, "successful_syncs": 0,
                       "failed_syncs": 0, "total_events_synced": 0, "last_error": None}
-        self.scheduler = BackgroundScheduler(daemon=True)
+        self.scheduler = MonotonicJobs()
         self.discovery: Any = None
 
     # ----------------------------------------------------------------- life
@@ -177,13 +204,9 @@ class ClusterRuntime:
         ledger.on_appended = self._broadcast_entries
         for address in self.cfg.peers:
             self.add_peer(address)
-        self.scheduler.add_job(self.heartbeat_tick, "interval", seconds=self.cfg.heartbeat_interval,
-                               id="heartbeat", max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.sync_round, "interval", seconds=self.cfg.sync_interval,
-                               id="sync", max_instances=1, coalesce=True, kwargs={"reason": "periodic"})
-        self.scheduler.add_job(self.pull_audit, "interval", seconds=5, id="audit", max_instances=1,
-                               coalesce=True)
-        self.scheduler.start()
+        self.scheduler.every(self.cfg.heartbeat_interval, self.heartbeat_tick, "heartbeat")
+        self.scheduler.every(self.cfg.sync_interval, lambda: self.sync_round(reason="periodic"), "sync")
+        self.scheduler.every(5.0, self.pull_audit, "audit")
         if self.cfg.discovery:
             from app.services.discovery import Discovery
 
@@ -194,10 +217,7 @@ class ClusterRuntime:
                 log.warning("zeroconf discovery unavailable: %s", exc)
 
     def stop(self) -> None:
-        try:
-            self.scheduler.shutdown(wait=False)
-        except Exception:  # noqa: BLE001
-            pass
+        self.scheduler.stop()
         if self.discovery is not None:
             self.discovery.stop()
         for link in list(self.links.values()):

@@ -96,6 +96,8 @@ def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True,
                     break  # the peer is simply behind us
                 raise Diverged(f"{peer.address} diverged from our journal at {since}")
             keep = common_prefix(ledger, peer, min(since, remote_last))
+            if remote_last >= since:
+                keep = min(keep, since - 1)  # position `since` itself differs: never keep it
             dropped += ledger.truncate_after(keep, f"diverged from device at {peer.address}")
             continue
         if not page["entries"]:

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import OutboxEvent, Payment, Product, Refund, Sale, SaleLine
+from app.models import NodeState, OutboxEvent, Payment, Product, Refund, Sale, SaleLine
 from app.services.node import Node
 from app.services.pricing import PriceLine, price_cart, settle_payments
-from app.utils.errors import Conflict, NotFound, ValidationError
+from app.utils.errors import ApiError, Conflict, NotFound, ValidationError
 from app.utils.money import round_half_up_div
 
 ROLE_RANK = {"cashier": 1, "manager": 2, "admin": 3}
@@ -72,6 +72,14 @@ def journaled_sale_dict(ev: Any) -> dict[str, Any]:
     }
 
 
+RECEIPT_KEY = "receipt_seq_reserved"
+
+
+def _reserved_receipt(session: Session) -> int:
+    row = session.get(NodeState, RECEIPT_KEY)
+    return int(row.value) if row is not None else 0
+
+
 def _find_by_client_ref(session: Session, client_ref: str) -> Sale | None:
     return session.scalar(select(Sale).where(Sale.client_ref == client_ref))
 
@@ -124,8 +132,15 @@ def create_sale(node: Node, cashier: dict[str, Any], lines: list[dict[str, Any]]
                     discount_cents=line.get("discount_cents", 0)))
             totals = price_cart(priced_lines, cart_discount_cents)
             normalized, change = settle_payments(totals.total_cents, payments)
-            receipt_seq = (session.scalar(select(func.max(Sale.receipt_seq))
-                                          .where(Sale.device_id == node.device_id)) or 0) + 1
+            receipt_seq = max(
+                session.scalar(select(func.max(Sale.receipt_seq))
+                               .where(Sale.device_id == node.device_id)) or 0,
+                _reserved_receipt(session)) + 1
+        # Reserve the number durably before the sale leaves this till: if the till dies
+        # after the master journaled the sale but before it stored it here, the number
+        # must not be given to the next sale after the restart (two sales, one receipt).
+        with node.db.write() as session:
+            session.merge(NodeState(key=RECEIPT_KEY, value=str(receipt_seq)))
         sale_id = uuid.uuid4().hex
         receipt_no = f"T{node.device_id}-{receipt_seq:06d}"
         payload = {
@@ -147,7 +162,14 @@ def create_sale(node: Node, cashier: dict[str, Any], lines: list[dict[str, Any]]
         ev.extra["audit"] = ("sale.created", {
             "sale_id": sale_id, "receipt_no": receipt_no, "total_cents": totals.total_cents,
             "lines": len(lines), "approver": approver})
-        outcome = node.ledger.execute(ev)
+        try:
+            outcome = node.ledger.execute(ev)
+        except ApiError:
+            # Refused (e.g. OUT_OF_STOCK): journaled nowhere, so the number is free again
+            # and receipt numbers stay gapless.
+            with node.db.write() as session:
+                session.merge(NodeState(key=RECEIPT_KEY, value=str(receipt_seq - 1)))
+            raise
         if outcome.status == "online" and ev.mode == "online":
             # Journaled by this very node as master: the rows are exactly the payload's,
             # so answer without reading them back (the hot path of every checkout).

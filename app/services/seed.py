@@ -62,7 +62,7 @@ def _submit_batch(node: Node, events: list) -> None:
 
 
 def bulk_catalog(node: Node, count: int, *, prefix: str = "BULK", stock: int = 1000,
-                 chunk: int = 5000) -> int:
+                 chunk: int = 2000) -> int:
     """A large synthetic catalog for benchmarks (`run --bench-catalog N`); the node must be master.
 
     Products are journaled as ordinary `product.create` events, but in bulk: one

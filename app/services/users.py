@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import weakref
+from collections import deque
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +19,15 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.models import AuthSession, LoginFailure, User
 from app.services.node import Node
-from app.utils.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationError
+from app.utils.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    Locked,
+    NotFound,
+    Unauthorized,
+    ValidationError,
+)
 
 ROLES = ("cashier", "manager", "admin")
 ROLE_RANK = {role: i for i, role in enumerate(ROLES, start=1)}
@@ -80,8 +91,50 @@ def _check_pin(node: Node, username: str, pin: str, purpose: str) -> dict[str, A
     raise error
 
 
-def login(node: Node, username: str, pin: str) -> dict[str, Any]:
-    user = _check_pin(node, username, pin, "login")
+# Beyond the per-user lockout: failed logins per client address (a till's browser, a
+# script) within a window. Guessing PINs across many usernames, or flooding unknown
+# ones (each leaves a login_failures row), is answered 429 before any PIN is checked.
+CLIENT_WINDOW_MS = 60_000
+CLIENT_MAX_FAILURES = 20
+_client_failures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Database -> dict
+_client_lock = threading.Lock()
+
+
+def _client_retry_after_ms(node: Node, client: str, now: int) -> int:
+    with _client_lock:
+        seen = _client_failures.setdefault(node.db, {}).get(client)
+        if not seen:
+            return 0
+        while seen and seen[0] <= now - CLIENT_WINDOW_MS:
+            seen.popleft()
+        if len(seen) < CLIENT_MAX_FAILURES:
+            return 0
+        return seen[len(seen) - CLIENT_MAX_FAILURES] + CLIENT_WINDOW_MS - now
+
+
+def _note_client_failure(node: Node, client: str, now: int) -> None:
+    with _client_lock:
+        clients = _client_failures.setdefault(node.db, {})
+        if len(clients) > 10_000:  # forget the oldest clients rather than grow without bound
+            for key in list(clients)[:5_000]:
+                del clients[key]
+        clients.setdefault(client, deque()).append(now)
+
+
+def login(node: Node, username: str, pin: str, client: str | None = None) -> dict[str, Any]:
+    if client is not None:
+        wait_ms = _client_retry_after_ms(node, client, node.clock())
+        if wait_ms > 0:
+            seconds = -(-wait_ms // 1000)
+            raise ApiError("TOO_MANY_REQUESTS", f"too many failed logins from this device, try "
+                                                f"again in {seconds} s", 429,
+                           {"retry_after_s": seconds})
+    try:
+        user = _check_pin(node, username, pin, "login")
+    except (Unauthorized, Locked):
+        if client is not None:
+            _note_client_failure(node, client, node.clock())
+        raise
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     now = node.clock()
@@ -112,17 +165,20 @@ def logout(node: Node, token: str) -> None:
 def authenticate(node: Node, token: str) -> tuple[dict[str, Any], str]:
     """Token -> (user, csrf_token). Expired, revoked, forged or unknown -> 401."""
     with node.db.read() as session:
-        found = session.execute(
-            select(AuthSession, User).outerjoin(User, User.username == AuthSession.username)
+        # Every API call comes here: one query, plain columns (no ORM objects to build).
+        row = session.execute(
+            select(AuthSession.revoked, AuthSession.expires_ms, AuthSession.csrf_token,
+                   User.username, User.display_name, User.role, User.active)
+            .outerjoin(User, User.username == AuthSession.username)
             .where(AuthSession.token_hash == _digest(token))).first()
-        if found is None or found[0].revoked:
+        if row is None or row.revoked:
             raise Unauthorized("not logged in (unknown or revoked token)")
-        row, user = found
         if row.expires_ms <= node.clock():
             raise Unauthorized("session expired, please log in again", {"expired": True})
-        if user is None or not user.active:
+        if row.username is None or not row.active:
             raise Unauthorized("user is no longer active")
-        return user_dict(user), row.csrf_token
+        return {"username": row.username, "display_name": row.display_name, "role": row.role,
+                "active": bool(row.active)}, row.csrf_token
 
 
 def create_user(node: Node, actor: str, data: dict[str, Any]) -> dict[str, Any]:

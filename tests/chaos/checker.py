@@ -131,10 +131,17 @@ def check_run(*, tills: dict[int, str], wiped: list[dict[str, Any]], history: li
     for op in history:
         if op["kind"] == "sale":
             by_ref[op["client_ref"]].append(op)
-    destroyed: set[str] = set()  # sales only in a wiped till's outbox (the disk is gone)
+    # Sales whose only copy was on a wiped disk: in its outbox (not yet pushed), or in
+    # its journal from a term of its own that nobody else received. They are reported
+    # as destroyed with the disk, not as lost (DESIGN promises survival of power loss,
+    # kill -9, failover and partitions - not of a deleted database).
+    destroyed: set[str] = set()
     for n in aside:
         for _e, typ, p in n.outbox:
             if typ == "sale.create" and p.get("client_ref"):
+                destroyed.add(p["client_ref"])
+        for _g, _e, typ, p, _en, em in n.journal:
+            if typ == "sale.create" and em == n.device_id and p.get("client_ref"):
                 destroyed.add(p["client_ref"])
     lost, duplicated, phantom, refused_present, mismatched = [], [], [], [], []
     unknown_present = unknown_absent = unknown_dup = 0

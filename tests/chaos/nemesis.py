@@ -215,6 +215,14 @@ class Nemesis:
                     return self._skip(f, "no reachable master right now")
             else:
                 clients = [i for i in self._up() if i != master]
+                if f.kind == WIPE_DB:
+                    # Only a till that is a client in everyone's eyes: a master's disk may
+                    # hold the only copy of sales it acknowledged (no quorum replication),
+                    # and destroying that is outside what DESIGN.md promises.
+                    views = self.cluster.views(0.8)
+                    masters = {i for i, v in views.items() if v and v["role"] == "master"}
+                    masters |= {v["master_id"] for v in views.values() if v and v.get("master_id")}
+                    clients = [i for i in clients if i not in masters]
                 target = self._pick(clients, f.params["pick"])
                 if target is None:
                     return self._skip(f, "no running client")

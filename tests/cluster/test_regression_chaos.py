@@ -94,7 +94,7 @@ class LedgerPeer:
         if url.path == "/api/sync/changes":
             return self.ledger.entries_since(q["since"], q.get("limit", 1000))
         if url.path == "/api/sync/ids":
-            return {"ids": self.ledger.ids_between(q["low"], q["high"])}
+            return {"ids": self.ledger.ids_between(q["low"], q["high"], epochs=q.get("epochs") == 1)}
         raise AssertionError(path)
 
 
@@ -154,3 +154,116 @@ def test_regression_resync_keeps_a_diverged_entry_when_one_later_position_matche
         from app.models import OutboxEvent
 
         assert s.get(OutboxEvent, b.ids_between(0, 10)[1][1]) is None
+
+
+# ------------------------------------------------------------- receipt numbers
+class _PowerCut(Exception):
+    pass
+
+
+class _MasterThenPowerCut:
+    """A master link whose master journals the sale, after which the till loses power
+    before it has stored anything itself (kill -9 between the master's ack and the
+    till's own commit)."""
+
+    master_id = 1
+
+    def __init__(self, master: Ledger):
+        self.master = master
+
+    def submit(self, events: list[dict], timeout: float) -> list[dict]:
+        from app.services.events import Event
+
+        self.master.sequence([Event.from_dict(e) for e in events], from_device=3)
+        raise _PowerCut()
+
+
+class _Wire:
+    master_id = 1
+
+    def __init__(self, master: Ledger):
+        self.master = master
+
+    def submit(self, events: list[dict], timeout: float) -> list[dict]:
+        from app.services.events import Event
+
+        return self.master.sequence([Event.from_dict(e) for e in events], from_device=3)
+
+
+def test_regression_receipt_number_reused_after_a_crash_mid_sale(tmp_path):
+    """Till 3's sale reached the master and was journaled, then till 3 was killed before
+    it stored the sale itself. After the restart its next sale got the same receipt
+    number (receipt_seq came from its local sales table only). Every node that later
+    held both sales failed on "UNIQUE constraint failed: sales.receipt_no" in every sync
+    round and never converged (scripts/chaos.py seed 103: partition-master + kill-client;
+    216 acknowledged sales missing on till 2)."""
+    import shutil
+
+    from app import create_app
+    from app.config import Config
+    from app.services import sales
+    from app.services.seed import seed_demo
+
+    till_dir = tmp_path / "till3"
+    app = create_app(Config(data_dir=str(till_dir), cluster=False, testing=True, device_id=3))
+    node = app.extensions["lanpos_node"]
+    seed_demo(node)  # the shop's catalog and users, as the master's journal brought them
+    node.db.dispose()
+    (tmp_path / "master").mkdir()
+    shutil.copyfile(till_dir / "lanpos.db", tmp_path / "master" / "lanpos.db")
+    master = Ledger(Database(str(tmp_path / "master" / "lanpos.db")), device_id=1,
+                    audit=AuditLog(1, Clock()))
+    master.start_sequencing((2, 1))
+    node.ledger.stop_sequencing()  # till 3 is a client of that master
+
+    cashier = {"username": "cashier", "role": "cashier"}
+    line = [{"sku": "DRK-001", "quantity": 1}]
+    pay = [{"method": "cash", "amount_cents": 100_000}]
+    node.ledger.master_link = _MasterThenPowerCut(master)
+    with pytest.raises(_PowerCut):
+        sales.create_sale(node, cashier, line, pay, client_ref="first-sale-0001")
+    # "Restart": the same database, now with a healthy link to the master.
+    app2 = create_app(Config(data_dir=str(till_dir), cluster=False, testing=True, device_id=3))
+    node2 = app2.extensions["lanpos_node"]
+    node2.ledger.stop_sequencing()
+    node2.ledger.master_link = _Wire(master)
+    second, _ = sales.create_sale(node2, cashier, line, pay, client_ref="second-sale-0002")
+    with master.db.read() as s:
+        from app.models import JournalEntry
+
+        receipts = [e.payload["receipt_no"] for e in s.query(JournalEntry)
+                    .filter(JournalEntry.type == "sale.create")]
+    assert len(receipts) == 2
+    assert len(set(receipts)) == 2, f"till 3 gave two different sales receipt {receipts[0]}"
+
+
+# ------------------------------------------------------------------ clock steps
+def test_regression_clock_stepped_back_stops_the_heartbeat_scheduler(tmp_path):
+    """Step the master's wall clock back 300 s (a PC clock corrected by hand or NTP):
+    APScheduler's interval jobs are timed by the wall clock, so the master's heartbeat
+    job (and sync, audit pull) stops for 300 s; its lease lapses and every sale at the
+    master goes offline while the cluster is whole, and the till never converges
+    (scripts/chaos.py seed 102: pause-master + clock-skew). Needs a C compiler for the
+    LD_PRELOAD clock shim (tests/chaos/skewclock.c)."""
+    from tests.chaos.hosts import ClockSkew
+    from tests.cluster.harness import Cluster
+
+    skew = ClockSkew(str(tmp_path / "clock"))
+    if not skew.available:
+        pytest.skip(f"no way to move a process's wall clock here: {skew.reason}")
+    skew_file = str(tmp_path / "till1.skew")
+    skew.set_offset(skew_file, 0)
+    cluster = Cluster(3, str(tmp_path / "c"))
+    cluster[1].env = skew.env_for(skew_file)
+    try:
+        cluster.start()
+        sku = "DRK-002"
+        price = cluster[1].product(sku)["price_cents"]
+        assert cluster[1].sell(sku, 1, price_cents=price).json()["status"] == "online"
+        skew.set_offset(skew_file, -300_000)
+        time.sleep(4.0)  # two failover timeouts
+        statuses = [cluster[1].sell(sku, 1, price_cents=price).json()["status"] for _ in range(3)]
+        assert statuses == ["online"] * 3, (
+            f"after its wall clock stepped back, the master answered {statuses}")
+    finally:
+        cluster.stop()

@@ -393,3 +393,21 @@ def test_ensure_admin_rejects_a_bad_pin(app_factory):
 def test_demo_pins_are_the_documented_ones(client):
     for username, pin in DEMO_PINS.items():
         assert login(client, username, pin)["user"]["role"] == username
+
+
+def test_many_failed_logins_from_one_client_are_429(client, node, clock):
+    """Beyond the per-user lockout: 20 failures from one address in a minute -> 429."""
+    for i in range(20):
+        assert_error(client.post("/api/auth/login", json={"username": f"guess{i}", "pin": "1111"}),
+                     401, "UNAUTHORIZED")
+    failures = sql(node, "SELECT COUNT(*) FROM login_failures")
+    err = assert_error(client.post("/api/auth/login", json={"username": "cashier", "pin": "0000"}),
+                       429, "TOO_MANY_REQUESTS")
+    assert 1 <= err["details"]["retry_after_s"] <= 60
+    assert sql(node, "SELECT COUNT(*) FROM login_failures") == failures  # not even checked
+    # Another address is not affected.
+    other = client.post("/api/auth/login", json={"username": "cashier", "pin": "0000"},
+                        environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    assert other.status_code == 200
+    clock.advance(err["details"]["retry_after_s"])
+    assert login(client, "cashier", "0000")["user"]["username"] == "cashier"

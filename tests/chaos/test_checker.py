@@ -1,0 +1,92 @@
+"""The checker must catch what it claims to catch: lost, duplicated and phantom sales,
+diverged journals, a refused sale that was journaled, epoch pairs claimed twice.
+Synthetic journals on real SQLite files (no processes, fast)."""
+
+from __future__ import annotations
+
+import shutil
+
+from app.models.db import Database
+from app.services.audit import AuditLog
+from app.services.ledger import Ledger
+from tests.chaos.checker import check_run, fold_stock
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000_000
+
+    def __call__(self) -> int:
+        self.now += 1
+        return self.now
+
+
+def ledger(path, device_id: int) -> Ledger:
+    db = Database(str(path / "lanpos.db"))
+    db.migrate()
+    clock = Clock()
+    return Ledger(db, device_id=device_id, clock=clock, audit=AuditLog(device_id, clock))
+
+
+def sale(led: Ledger, n: int, ref: str, sku: str = "A"):
+    return led.new_event("sale.create", {
+        "sale_id": f"s{n}", "receipt_no": f"T1-{n:06d}", "receipt_seq": n, "device_id": 1,
+        "client_ref": ref, "cashier": "c",
+        "lines": [{"sku": sku, "name": sku, "quantity": 1, "unit_price_cents": 100,
+                   "discount_cents": 0, "tax_rate_bp": 700, "total_cents": 100}],
+        "subtotal_cents": 100, "discount_cents": 0, "total_cents": 100, "tax_cents": 7,
+        "tax_by_rate": {}, "payments": [{"method": "card", "amount_cents": 100}],
+        "paid_cents": 100, "change_cents": 0}, "c")
+
+
+def op(ref: str, outcome: str, sale_id: str | None = None, http: int | None = 201) -> dict:
+    return {"kind": "sale", "till": 1, "client_ref": ref, "outcome": outcome, "sale_id": sale_id,
+            "http": http, "t_start": 0.0, "t_end": 0.1, "id": 1}
+
+
+def test_checker_finds_lost_phantom_refused_and_diverged(tmp_path):
+    a = ledger(tmp_path / "a", 1)
+    a.start_sequencing((1, 1))
+    a.execute(a.new_event("product.create", {"sku": "A", "name": "A", "price_cents": 100,
+                                             "tax_rate_bp": 700, "stock": 10}, "system"))
+    a.execute(sale(a, 1, "ref-ok"))
+    a.execute(sale(a, 2, "ref-phantom"))  # nobody sent this one
+    a.execute(sale(a, 3, "ref-409"))  # this one was answered 409
+    a.db.dispose()
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(tmp_path / "a" / "lanpos.db", tmp_path / "b" / "lanpos.db")
+    b = ledger(tmp_path / "b", 2)
+    b.start_sequencing((2, 2))
+    b.execute(sale(b, 4, "ref-only-b"))  # b's journal diverges from a's
+    b.db.dispose()
+    history = [op("ref-ok", "ok", "s1"), op("ref-lost", "ok", "s9"), op("ref-409", "fail", http=409),
+               op("ref-only-b", "unknown", http=None)]
+    res = check_run(tills={1: str(tmp_path / "a" / "lanpos.db"), 2: str(tmp_path / "b" / "lanpos.db")},
+                    wiped=[], history=history, faults=[], monitor=[], skewed=set(),
+                    verify_audit=False)
+    v = res.violations
+    assert not res.ok
+    assert any("ref-lost" in p for p in v["acknowledged sales present exactly once"])
+    assert any("ref-phantom" in p for p in v["no sale that nobody sold"])
+    assert any("ref-409" in p for p in v["refused sales absent"])
+    assert v["journals identical"]
+    assert res.counts["lost"] == 1
+    assert v["stock = received - sold + refunded, same everywhere"]  # b sold one more
+
+
+def test_checker_finds_two_masters_at_one_epoch_and_unrecorded_oversells(tmp_path):
+    a = ledger(tmp_path / "a", 1)
+    a.start_sequencing((1, 1))
+    a.execute(a.new_event("product.create", {"sku": "A", "name": "A", "price_cents": 100,
+                                             "tax_rate_bp": 700, "stock": 1}, "system"))
+    a.db.dispose()
+    monitor = [{"t": 1.0, "views": {
+        1: {"role": "master", "epoch": [3, 1], "master_id": 1, "state": "online"},
+        2: {"role": "master", "epoch": [3, 1], "master_id": 2, "state": "online"}}}]
+    res = check_run(tills={1: str(tmp_path / "a" / "lanpos.db")}, wiped=[], history=[],
+                    faults=[], monitor=monitor, skewed=set(), verify_audit=False)
+    assert res.violations["one master per epoch, epoch pairs never reused"]
+    stock, below = fold_stock([(1, "e1", "product.create", {"sku": "A", "stock": 1}, 1, 1),
+                               (2, "e2", "sale.create", {"sale_id": "s", "lines": [
+                                   {"sku": "A", "quantity": 2}]}, 1, 1)])
+    assert stock == {"A": -1} and below == [("e2", "A", 1, 2)]
