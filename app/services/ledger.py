@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -305,20 +305,22 @@ class Ledger:
     def _keep_acked(self, ev: Event, ack: dict) -> None:
         """Acked by the master: keep it in the outbox until the journal brings it back.
 
-        It is marked "offline" (acknowledged, never to be refused) for a resubmission
-        after a failover. Commutative events are applied now; edits come back via the
-        journal (read-your-writes waits for that gseq).
+        It is applied as what it is (an online event, as the master journaled it); the
+        outbox copy is marked "offline" (acknowledged, never to be refused) for a
+        resubmission after a failover. Commutative events are applied now; edits come
+        back via the journal (read-your-writes waits for that gseq).
         """
-        ev.mode = "offline"
         notices: list[Notice] = []
         with self._write() as session:
             in_journal = session.scalar(select(JournalEntry.gseq)
                                         .where(JournalEntry.event_id == ev.event_id))
             if in_journal is None and ack.get("status") == "accepted":
                 applied = ev.type in COMMUTATIVE_TYPES
-                session.add(_outbox_row(ev, applied=applied, now=self.clock()))
                 if applied:
                     notices = apply_event(session, ev)
+                row = _outbox_row(ev, applied=applied, now=self.clock())
+                row.mode = "offline"
+                session.add(row)
             self._audit_event(session, ev)
             self._save_hlc(session)
         self.notify(notices)
@@ -360,7 +362,9 @@ class Ledger:
                 notices += ev_notices
                 acks.append(ack)
             self._save_hlc(session)
-            if appended:
+            if appended and from_device not in (None, self.device_id):
+                # Local events carry their own audit entry; a batch from another till
+                # gets one entry naming the events and where they came from.
                 self._audit(session, "sync.sequenced", None, {
                     "from_device": from_device if from_device is not None else self.device_id,
                     "events": [r.event_id for r in appended][:50], "count": len(appended),
@@ -392,6 +396,8 @@ class Ledger:
         row = _journal_row(ev, last + 1, self.epoch, self.clock())
         session.add(row)
         notices = [] if already_applied else apply_event(session, ev)
+        if already_applied:
+            _settle_mode(session, ev)
         self._audit_event(session, ev)
         rows = [row]
         for conflict in admission.after_apply(session, ev, decision):
@@ -486,6 +492,8 @@ class Ledger:
                 session.flush()
                 if not applied:
                     notices += apply_event(session, ev)
+                else:
+                    _settle_mode(session, ev)
                 self.hlc.update(ev.hlc)
                 last = gseq
                 result.applied += 1
@@ -616,6 +624,14 @@ def _same_position(mine: JournalEntry | None, theirs: dict) -> bool:
         return False
     epoch = theirs.get("epoch")
     return epoch is None or list(epoch) == [mine.epoch_number, mine.epoch_master]
+
+
+def _settle_mode(session: Session, ev: Event) -> None:
+    """A sale applied early from the outbox takes the mode the journal recorded for it,
+    so every till derives the same row."""
+    if ev.type == "sale.create":
+        session.execute(update(Sale).where(Sale.sale_id == ev.payload["sale_id"],
+                                           Sale.mode != ev.mode).values(mode=ev.mode))
 
 
 def _journal_row(ev: Event, gseq: int, epoch: EpochPair, now: int) -> JournalEntry:
