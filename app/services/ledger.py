@@ -208,13 +208,17 @@ class Ledger:
         if self.audit is not None:
             self.audit.record(session, action, user, details)
 
-    def _audit_event(self, session: Session, ev: Event) -> None:
-        """The audit entry a service attached to its event, in the same transaction."""
+    def _audit_event(self, session: Session, ev: Event, **sequenced: Any) -> None:
+        """The audit entry a service attached to its event, in the same transaction.
+
+        When this node journals it itself, the entry also names the gseq and epoch, so
+        the audit log shows which master sequenced what, under which term.
+        """
         audit = ev.extra.pop("audit", None)
         if audit is not None:
             action, details = audit
             self._audit(session, action, ev.user, {**details, "event_id": ev.event_id,
-                                                   "mode": ev.mode})
+                                                   "mode": ev.mode, **sequenced})
 
     def _wake_waiters(self) -> None:
         with self._gseq_cond:
@@ -398,7 +402,7 @@ class Ledger:
         notices = [] if already_applied else apply_event(session, ev)
         if already_applied:
             _settle_mode(session, ev)
-        self._audit_event(session, ev)
+        self._audit_event(session, ev, gseq=row.gseq, epoch=list(self.epoch))
         rows = [row]
         for conflict in admission.after_apply(session, ev, decision):
             cev = self.new_event("conflict.record", conflict, None)

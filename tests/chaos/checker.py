@@ -308,6 +308,10 @@ def check_run(*, tills: dict[int, str], wiped: list[dict[str, Any]], history: li
                 problems.append(f"till{i} woke at {wake_ms} and sequenced {det.get('count')} "
                                 f"entries (gseq {det.get('first_gseq')}..{det.get('last_gseq')}) "
                                 f"at its old epoch {list(old)} (audit #{seq}, +{ts - wake_ms} ms)")
+            elif det.get("gseq") is not None and det.get("epoch") == list(old):
+                problems.append(f"till{i} woke at {wake_ms} and journaled its own {action} at "
+                                f"gseq {det['gseq']} under its old epoch {list(old)} "
+                                f"(audit #{seq}, +{ts - wake_ms} ms)")
     res.add("paused master does not sequence after waking", problems)
     res.counts["notes"] = notes
 
