@@ -47,6 +47,12 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def load_note() -> str:
+    """Other work on this box skews every figure: say how busy it was."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
 def agreed(views: list[dict | None], killed: int | None = None) -> int | None:
     """The master every view agrees on (same id, same epoch, all online), else None."""
     if not views or any(v is None for v in views):
@@ -110,7 +116,8 @@ def main() -> int:
                       submit_timeout=0.3)
     times: list[float] = []
     try:
-        say("starting 3 tills (heartbeat 0.5 s, failover timeout 2 s, submit timeout 0.3 s) ...")
+        say("starting 3 tills (heartbeat 0.5 s, failover timeout 2 s, submit timeout 0.3 s); "
+            + load_note())
         t0 = time.monotonic()
         cluster.start()
         master = cluster.wait_master(timeout=30)
@@ -138,7 +145,7 @@ def main() -> int:
             time.sleep(args.settle)
 
         cluster.wait_master(timeout=30)
-        say(f"measuring idle CPU over {args.idle:.0f} s ...")
+        say(f"measuring idle CPU over {args.idle:.0f} s ... ({load_note()})")
         time.sleep(2.0)
         cpu = idle_cpu(cluster, args.idle)
     finally:
@@ -151,7 +158,7 @@ def main() -> int:
     say(f"  min {lo * 1000:6.0f} ms   p50 {p50 * 1000:6.0f} ms   max {hi * 1000:6.0f} ms")
     say(f"  target p50 <= {P50_TARGET * 1000:.0f} ms: {'PASS' if p50 <= P50_TARGET else 'FAIL'};"
         f"  max <= {MAX_TARGET * 1000:.0f} ms: {'PASS' if hi <= MAX_TARGET else 'FAIL'}")
-    say(f"idle CPU per till over {args.idle:.0f} s (% of one core):")
+    say(f"idle CPU per till over {args.idle:.0f} s (% of one core), {load_note()}:")
     for i, value in sorted(cpu.items()):
         say(f"  till {i}: {value:5.2f} %   {'PASS' if value <= IDLE_TARGET else 'FAIL'}"
             f" (target <= {IDLE_TARGET:.0f} %)")

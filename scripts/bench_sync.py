@@ -67,6 +67,12 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def load_note() -> str:
+    """Other work on this box skews every figure: say how busy it was."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -555,7 +561,7 @@ def bench_bootstrap(n: int, base: str, products: int, template: str | None, use_
 
 # ------------------------------------------------------------------------- main
 def run_size(n: int, base: str, args: argparse.Namespace) -> dict:
-    say(f"\n=== {n} tills ===")
+    say(f"\n=== {n} tills === ({load_note()})")
     cluster = cluster_args(n, os.path.join(base, f"c{n}"))
     watcher = Watcher(cluster)
     res: dict = {}
@@ -640,7 +646,7 @@ def main() -> int:
                 if not os.path.exists(os.path.join(template, "lanpos.db")):
                     build_catalog(template, args.products)
             for n in sizes:
-                say(f"  {n} tills:")
+                say(f"  {n} tills: ({load_note()})")
                 results.setdefault(n, {}).update(bench_bootstrap(
                     n, base, args.products, template, use_flag, args.bootstrap_limit))
     finally:
@@ -664,6 +670,7 @@ def main() -> int:
         ("checkout during failover max", "checkout_max", "ms", "<= 1000 ms"),
     ]
     say("")
+    say(f"finished; {load_note()}")
     head = f"{'metric':42s}" + "".join(f"{f'{n} tills':>18s}" for n in sizes) + f"  {'target':>11s}"
     say(head)
     say("-" * len(head))

@@ -58,11 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the till databases of passing runs")
     p.add_argument("--plot", choices=["first-failure", "busiest", "none"], default="busiest",
                    help="which run's timeline goes to --out/timeline.png")
-    p.add_argument("--cleanup", action="store_true", help="remove leftover namespaces/bridges and exit")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove leftover namespaces/bridges of dead harness runs and exit")
+    p.add_argument("--force", action="store_true", help="with --cleanup: also those of live runs")
     args = p.parse_args(argv)
 
     if args.cleanup:
-        removed = cleanup_leftovers()
+        removed = cleanup_leftovers(force=args.force)
         print(f"cleanup: {len(removed)} leftovers removed")
         return 0
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] or None

@@ -342,43 +342,58 @@ class Ledger:
         appended: list[JournalEntry] = []
         notices: list[Notice] = []
         prev: dict | None = None
-        with self._write() as session:
-            if not self.may_sequence():
-                return [{"status": "not_master", "event_id": e.event_id} for e in events]
-            last = self.last_gseq(session)
-            prev_row = session.get(JournalEntry, last) if last else None
-            prev = _position(last, prev_row)
-            for ev in events:
-                try:
-                    with session.begin_nested():
-                        ack, rows, ev_notices = self._sequence_one(session, ev, last)
-                except ApiError as exc:
-                    ack = {"status": "refused", "event_id": ev.event_id,
-                           "error": {**exc.to_dict()["error"], "status": exc.status}}
-                    rows, ev_notices = [], []
-                    if exc.code == "CONFLICT" and ev.type == "product.update":
-                        # A stale edit: record who lost to whom, in the journal.
-                        rows, ev_notices = self._record_edit_conflict(session, ev, exc, last)
-                        if ev.mode == "offline":
-                            ack["status"] = "rejected"
-                last += len(rows)
-                appended += rows
-                notices += ev_notices
-                acks.append(ack)
-            self._save_hlc(session)
-            if appended and from_device not in (None, self.device_id):
-                # Local events carry their own audit entry; a batch from another till
-                # gets one entry naming the events and where they came from.
-                self._audit(session, "sync.sequenced", None, {
-                    "from_device": from_device if from_device is not None else self.device_id,
-                    "events": [r.event_id for r in appended][:50], "count": len(appended),
-                    "first_gseq": appended[0].gseq, "last_gseq": appended[-1].gseq,
-                })
+        try:
+            with self._write() as session:
+                acks, appended, notices, prev = self._sequence_batch(session, events, from_device)
+        except _LeaseLapsed:  # rolled back: nothing of this batch is journaled
+            return [{"status": "not_master", "event_id": e.event_id} for e in events]
         if appended:
             self._wake_waiters()
             self.on_appended([journal_entry_dict(r) for r in appended], prev)
         self.notify(notices)
         return acks
+
+    def _sequence_batch(self, session: Session, events: list[Event], from_device: int | None
+                        ) -> tuple[list[dict], list[JournalEntry], list[Notice], dict]:
+        acks: list[dict] = []
+        appended: list[JournalEntry] = []
+        notices: list[Notice] = []
+        if not self.may_sequence():
+            raise _LeaseLapsed()
+        last = self.last_gseq(session)
+        prev_row = session.get(JournalEntry, last) if last else None
+        prev = _position(last, prev_row)
+        for ev in events:
+            try:
+                with session.begin_nested():
+                    ack, rows, ev_notices = self._sequence_one(session, ev, last)
+            except ApiError as exc:
+                ack = {"status": "refused", "event_id": ev.event_id,
+                       "error": {**exc.to_dict()["error"], "status": exc.status}}
+                rows, ev_notices = [], []
+                if exc.code == "CONFLICT" and ev.type == "product.update":
+                    # A stale edit: record who lost to whom, in the journal.
+                    rows, ev_notices = self._record_edit_conflict(session, ev, exc, last)
+                    if ev.mode == "offline":
+                        ack["status"] = "rejected"
+            last += len(rows)
+            appended += rows
+            notices += ev_notices
+            acks.append(ack)
+        self._save_hlc(session)
+        if appended and from_device not in (None, self.device_id):
+            # Local events carry their own audit entry; a batch from another till
+            # gets one entry naming the events and where they came from.
+            self._audit(session, "sync.sequenced", None, {
+                "from_device": from_device if from_device is not None else self.device_id,
+                "events": [r.event_id for r in appended][:50], "count": len(appended),
+                "first_gseq": appended[0].gseq, "last_gseq": appended[-1].gseq,
+            })
+        # Checked again just before the commit: a process stopped (SIGSTOP) in the
+        # middle of this batch must not commit it at its old term after it wakes.
+        if not self.may_sequence():
+            raise _LeaseLapsed()
+        return acks, appended, notices, prev
 
     def _sequence_one(self, session: Session, ev: Event, last: int
                       ) -> tuple[dict, list[JournalEntry], list[Notice]]:
@@ -473,6 +488,11 @@ class Ledger:
             for data in sorted(entries, key=lambda d: d["gseq"]):
                 gseq = int(data["gseq"])
                 if gseq <= last:
+                    # We have this position already (our journal grew since the sender
+                    # chose its page): it must be the same entry, or we diverged.
+                    if not _same_position(session.get(JournalEntry, gseq), data):
+                        result.diverged = True
+                        break
                     continue
                 if gseq != last + 1:
                     result.gap_after = last
@@ -611,6 +631,10 @@ class Ledger:
         with self.db.read() as session:
             product = session.get(Product, sku)
             return product.stock if product else None
+
+
+class _LeaseLapsed(Exception):
+    """Raised inside the write transaction of `sequence` to roll it back."""
 
 
 def _position(gseq: int, row: JournalEntry | None) -> dict:

@@ -124,6 +124,16 @@ def check_run(*, tills: dict[int, str], wiped: list[dict[str, Any]], history: li
         dup = [e for e, c in Counter(e for _, e in j).items() if c > 1]
         if dup:
             problems.append(f"till{i}: {len(dup)} event ids journaled twice")
+        # A master at epoch e continues a journal it caught up with (all epochs < e), so
+        # epochs never go down along gseq; a lower epoch after a higher one means a till
+        # appended another master's entries on top of a tail that lost.
+        last_epoch: tuple = (0, 0)
+        for g, _e, _t, _p, en, em in nodes[i].journal:
+            if (en, em) < last_epoch:
+                problems.append(f"till{i}: gseq {g} has epoch {[en, em]} after an entry of epoch "
+                                f"{list(last_epoch)}")
+                break
+            last_epoch = (en, em)
     res.add("journals identical", problems)
 
     # 2. sales: acknowledged present exactly once; nothing nobody sold; unknowns resolve
@@ -304,14 +314,13 @@ def check_run(*, tills: dict[int, str], wiped: list[dict[str, Any]], history: li
         for _dev, seq, ts, action, det in own:
             if action in ("role.master", "role.step_down", "election.follow", "node.stopped"):
                 break  # a new term (after catch-up) or a client: from here on it is legitimate
-            if action == "sync.sequenced":
-                problems.append(f"till{i} woke at {wake_ms} and sequenced {det.get('count')} "
-                                f"entries (gseq {det.get('first_gseq')}..{det.get('last_gseq')}) "
-                                f"at its old epoch {list(old)} (audit #{seq}, +{ts - wake_ms} ms)")
-            elif det.get("gseq") is not None and det.get("epoch") == list(old):
-                problems.append(f"till{i} woke at {wake_ms} and journaled its own {action} at "
-                                f"gseq {det['gseq']} under its old epoch {list(old)} "
-                                f"(audit #{seq}, +{ts - wake_ms} ms)")
+            # A batch from another till is audited as sync.sequenced; a local event's own
+            # audit entry names the gseq and epoch this node journaled it at.
+            if action == "sync.sequenced" or ("gseq" in det and "epoch" in det):
+                first = det.get("first_gseq", det.get("gseq"))
+                problems.append(f"till{i} woke at {wake_ms} and journaled {action} (gseq {first}) "
+                                f"before starting a new term (it was master at {list(old)}; "
+                                f"audit #{seq}, +{ts - wake_ms} ms)")
     res.add("paused master does not sequence after waking", problems)
     res.counts["notes"] = notes
 

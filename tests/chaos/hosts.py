@@ -48,8 +48,9 @@ CHAIN = "LPCHAOS"
 SUBNET_BASE = "10.231"
 NODE_PORT = 5000
 TOOL_PACKAGES = {"ip": "iproute2", "tc": "iproute2", "iptables": "iptables"}
-_NS_RE = re.compile(r"^lanpos-[0-9a-f]{6}-\d+$")
-_LINK_RE = re.compile(r"^(lpbr[0-9a-f]{6}|lpv[0-9a-f]{6}\d+)$")
+_NS_RE = re.compile(r"^lanpos-([0-9a-f]{6})-\d+$")
+_LINK_RE = re.compile(r"^(?:lpbr([0-9a-f]{6})|lpv([0-9a-f]{6})\d+)$")
+OWNER_DIR = "/run/lanpos-chaos"  # <run id> -> pid of the harness that owns that run
 
 
 def run(cmd: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -300,6 +301,9 @@ class NetnsHosts(Hosts):
 
     def setup(self) -> None:
         self._made = True
+        os.makedirs(OWNER_DIR, exist_ok=True)
+        with open(os.path.join(OWNER_DIR, self.run_id), "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
         run(["ip", "link", "add", self.bridge, "type", "bridge"])
         run(["ip", "addr", "add", f"{self.harness_ip}/24", "dev", self.bridge])
         run(["ip", "link", "set", self.bridge, "up"])
@@ -429,6 +433,8 @@ class NetnsHosts(Hosts):
             kill_namespace(self.ns(i))
         with suppress(Exception):
             run(["ip", "link", "del", self.bridge], check=False)
+        with suppress(OSError):
+            os.remove(os.path.join(OWNER_DIR, self.run_id))
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:
@@ -450,14 +456,57 @@ def kill_namespace(ns: str) -> None:
     run(["ip", "netns", "del", ns], check=False)
 
 
-def cleanup_leftovers(verbose: bool = True) -> list[str]:
-    """Remove every namespace, bridge and veth with this harness's prefixes (crashed runs)."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_is_live(run_id: str, namespaces: list[str]) -> bool:
+    """Another harness (a concurrent test run, a campaign) still owns this run: its
+    owner file names a live pid, or a till in one of its namespaces still has a live
+    parent (a dead harness's tills are reparented to init)."""
+    try:
+        with open(os.path.join(OWNER_DIR, run_id), encoding="ascii") as fh:
+            owner = int(fh.read().strip() or 0)
+        if owner and owner != os.getpid() and _pid_alive(owner):
+            return True
+    except (OSError, ValueError):
+        pass
+    for ns in namespaces:
+        for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid not in (0, 1) and ppid != os.getpid():
+                return True
+    return False
+
+
+def cleanup_leftovers(verbose: bool = True, force: bool = False) -> list[str]:
+    """Remove namespaces, bridges and veths with this harness's prefixes that no live
+    harness owns (crashed runs). Runs of a concurrent harness are left alone unless
+    `force`."""
     removed = []
     if shutil.which("ip") is None or not is_root():
         return removed
+    by_run: dict[str, list[str]] = {}
     for line in run(["ip", "netns", "list"], check=False).stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
-        if _NS_RE.match(name):
+        m = _NS_RE.match(name)
+        if m:
+            by_run.setdefault(m.group(1), []).append(name)
+    live = {r for r, names in by_run.items() if not force and _run_is_live(r, names)}
+    for r, names in by_run.items():
+        if r in live:
+            continue
+        for name in names:
             kill_namespace(name)
             removed.append(f"netns {name}")
     for line in run(["ip", "-o", "link", "show"], check=False).stdout.splitlines():
@@ -465,7 +514,11 @@ def cleanup_leftovers(verbose: bool = True) -> list[str]:
         if len(parts) < 2:
             continue
         name = parts[1].strip().split("@")[0]
-        if _LINK_RE.match(name):
+        m = _LINK_RE.match(name)
+        if m and (m.group(1) or m.group(2)) not in live:
+            owner = os.path.join(OWNER_DIR, m.group(1) or m.group(2))
+            if not force and os.path.exists(owner) and _run_is_live(m.group(1) or m.group(2), []):
+                continue
             run(["ip", "link", "del", name], check=False)
             removed.append(f"link {name}")
     if verbose:

@@ -63,8 +63,10 @@ def test_regression_paused_master_sequences_after_wake(make_cluster):
         # woken master must journal nothing.
         if action in ("role.master", "role.step_down", "election.follow"):
             break
-        if action == "sync.sequenced":
-            sequenced_at_old_epoch.append((seq, details.get("first_gseq"), details.get("count")))
+        # Batches from other tills are audited as sync.sequenced; a local sale's own audit
+        # entry names the gseq and epoch when this node journals it itself.
+        if action == "sync.sequenced" or ("gseq" in details and "epoch" in details):
+            sequenced_at_old_epoch.append((seq, action, details.get("first_gseq", details.get("gseq"))))
         elif details.get("gseq") is not None and details.get("epoch") == list(old_epoch):
             sequenced_at_old_epoch.append((seq, details["gseq"], 1))  # a sale it journaled itself
     assert not sequenced_at_old_epoch, (
@@ -269,3 +271,30 @@ def test_regression_clock_stepped_back_stops_the_heartbeat_scheduler(tmp_path):
             f"after its wall clock stepped back, the master answered {statuses}")
     finally:
         cluster.stop()
+
+
+def test_regression_stale_page_is_appended_on_top_of_a_different_tail(tmp_path):
+    """A till asked the old master for the entries after gseq 1; while that page was on
+    its way (the request hung in a partition), the till became master itself and
+    journaled its own gseq 2-3 (higher epoch). The page then arrived: its anchor (gseq 1)
+    still matched, entries 2-3 were skipped as "already there" without comparing them,
+    and the old master's gseq 4 was appended on top of the till's own entries: a journal
+    whose epochs go (4,2) then (3,1), different from every other till's forever
+    (scripts/chaos.py seed 1003: partition-bridge + wipe-db + partition-master)."""
+    a, b = _ledger(tmp_path, 1), _ledger(tmp_path, 2)
+    a.start_sequencing((3, 1))
+    a.execute(a.new_event("product.create", {"sku": "A", "name": "A", "price_cents": 100,
+                                             "tax_rate_bp": 700, "stock": 10}, "system"))
+    b.receive_entries(a.entries_since(0, 10)["entries"])
+    page = a.entries_since(1, 10)  # b asks for gseq > 1 ... (a has nothing more yet)
+    for n in range(1, 4):
+        a.execute(_sale(a, n))  # a's gseq 2, 3, 4
+    page = a.entries_since(1, 10)  # ... and this is the answer, delayed in the network
+    b.start_sequencing((4, 2))  # meanwhile b became master and journaled gseq 2, 3
+    b.execute(_sale(b, 1))
+    b.execute(_sale(b, 2))
+    b.stop_sequencing()
+    before = b.ids_between(0, 10, epochs=True)
+    result = b.receive_entries(page["entries"], prev=page["anchor"])
+    assert result.diverged and result.applied == 0
+    assert b.ids_between(0, 10, epochs=True) == before, "a stale page was appended to a diverged tail"
