@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 import socketio
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.services.election import (
     BecomeMaster,
@@ -195,6 +196,7 @@ class ClusterRuntime:
         self.stats = {"last_sync_time": None, "total_syncs": 0, "successful_syncs": 0,
                       "failed_syncs": 0, "total_events_synced": 0, "last_error": None}
         self.scheduler = MonotonicJobs()
+        self.background = BackgroundScheduler(daemon=True)
         self.discovery: Any = None
 
     # ----------------------------------------------------------------- life
@@ -204,9 +206,17 @@ class ClusterRuntime:
         ledger.on_appended = self._broadcast_entries
         for address in self.cfg.peers:
             self.add_peer(address)
+        # The heartbeat (which also renews the master's lease) must never stall, so it
+        # runs on the monotonic clock. The periodic safety nets run on APScheduler: a
+        # wall-clock step only delays them, and sync is also kicked by gaps, new links,
+        # failed rounds and a new master.
         self.scheduler.every(self.cfg.heartbeat_interval, self.heartbeat_tick, "heartbeat")
-        self.scheduler.every(self.cfg.sync_interval, lambda: self.sync_round(reason="periodic"), "sync")
-        self.scheduler.every(5.0, self.pull_audit, "audit")
+        self.background.add_job(self.sync_round, "interval", seconds=self.cfg.sync_interval,
+                                id="sync", max_instances=1, coalesce=True,
+                                kwargs={"reason": "periodic"})
+        self.background.add_job(self.pull_audit, "interval", seconds=5, id="audit",
+                                max_instances=1, coalesce=True)
+        self.background.start()
         if self.cfg.discovery:
             from app.services.discovery import Discovery
 
@@ -218,6 +228,10 @@ class ClusterRuntime:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        try:
+            self.background.shutdown(wait=False)
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
         if self.discovery is not None:
             self.discovery.stop()
         for link in list(self.links.values()):
