@@ -179,8 +179,11 @@ def _wait_discovered(tills: list[Till], fetch) -> list[dict | None]:
         for t in tills:
             assert t.proc.poll() is None, f"till {t.device_id} exited:\n{t.tail()}"
         views = [fetch(0, tills[0].url + "/api/cluster"), fetch(1, tills[1].url + "/api/cluster")]
-        if _sees(views[0], 2) and _sees(views[1], 1) and \
-                views[0]["master_id"] == views[1]["master_id"] == 1:
+        # They must see each other alive and agree on one master. Which one depends on
+        # timing: zeroconf probing can outlast the startup grace, and then till 2 may
+        # already be master when it hears of till 1 (which, with reclaim "never", follows).
+        if _sees(views[0], 2) and _sees(views[1], 1) and views[0]["master_id"] is not None \
+                and views[0]["master_id"] == views[1]["master_id"]:
             print(f"discovered each other {time.monotonic() - started:.1f} s after start")
             return views
         time.sleep(0.5)
