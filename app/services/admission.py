@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import ConflictRecord, Product, Refund, Sale, SaleLine, User
+from app.models import ConflictRecord, OutboxEvent, Product, Refund, Sale, SaleLine, User
 from app.services.conflicts import SaleDecision, decide_edit, decide_sale
 from app.services.events import Event
 from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
@@ -23,7 +23,35 @@ def _stock(session: Session, skus: list[str]) -> dict[str, int]:
     # references): the applier that follows finds them there and moves the stock without
     # selecting each product again.
     session.info.setdefault("admitted_products", []).extend(products)
-    return {p.sku: p.stock for p in products}
+    stock = {p.sku: p.stock for p in products}
+    # The derived stock also counts this node's applied outbox (offline sales and
+    # receipts not journaled yet). The master decides in *journal* order, so take them
+    # out: otherwise a receipt still in its outbox lets a sale through that the journal
+    # shows as an oversell with no conflict record (chaos seed 3000 run 2x).
+    for sku, delta in outbox_stock_deltas(session, set(skus)).items():
+        if sku in stock:
+            stock[sku] -= delta
+    return stock
+
+
+def outbox_stock_deltas(session: Session, skus: set[str]) -> dict[str, int]:
+    """Stock change per sku of the applied events waiting in this node's outbox."""
+    deltas: dict[str, int] = {}
+    rows = session.execute(select(OutboxEvent.type, OutboxEvent.payload)
+                           .where(OutboxEvent.applied.is_(True)))
+    for typ, payload in rows:
+        if typ == "sale.create":
+            moves = [(line["sku"], -int(line["quantity"])) for line in payload.get("lines", [])]
+        elif typ in ("sale.refund", "sale.void"):
+            moves = [(line["sku"], int(line["quantity"])) for line in payload.get("lines", [])]
+        elif typ in ("stock.receive", "stock.adjust"):
+            moves = [(payload["sku"], int(payload["quantity"]))]
+        else:
+            continue
+        for sku, delta in moves:
+            if sku in skus:
+                deltas[sku] = deltas.get(sku, 0) + delta
+    return deltas
 
 
 def admit(session: Session, ev: Event) -> Any:

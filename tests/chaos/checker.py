@@ -145,14 +145,16 @@ def check_run(*, tills: dict[int, str], wiped: list[dict[str, Any]], history: li
     # its journal from a term of its own that nobody else received. They are reported
     # as destroyed with the disk, not as lost (DESIGN promises survival of power loss,
     # kill -9, failover and partitions - not of a deleted database).
-    destroyed: set[str] = set()
+    destroyed: set[str] = set()  # client_refs, event_ids and refund_ids
     for n in aside:
-        for _e, typ, p in n.outbox:
+        only_here = [(e, typ, p) for e, typ, p in n.outbox]
+        only_here += [(e, typ, p) for _g, e, typ, p, _en, em in n.journal if em == n.device_id]
+        for e, typ, p in only_here:
+            destroyed.add(e)
             if typ == "sale.create" and p.get("client_ref"):
                 destroyed.add(p["client_ref"])
-        for _g, _e, typ, p, _en, em in n.journal:
-            if typ == "sale.create" and em == n.device_id and p.get("client_ref"):
-                destroyed.add(p["client_ref"])
+            if typ in ("sale.refund", "sale.void") and p.get("refund_id"):
+                destroyed.add(p["refund_id"])
     lost, duplicated, phantom, refused_present, mismatched = [], [], [], [], []
     unknown_present = unknown_absent = unknown_dup = 0
     destroyed_lost = 0
@@ -224,6 +226,7 @@ def check_run(*, tills: dict[int, str], wiped: list[dict[str, Any]], history: li
 
     # 3. acknowledged receipts and refunds present exactly once too
     problems = []
+    destroyed_other: set[str] = set()
     for i, n in nodes.items():
         events = Counter(e for _g, e, *_ in n.journal)
         refunds = Counter(p.get("refund_id") for _g, _e, t, p, *_ in n.journal
@@ -232,12 +235,19 @@ def check_run(*, tills: dict[int, str], wiped: list[dict[str, Any]], history: li
             if op["outcome"] != "ok":
                 continue
             if op["kind"] == "receive" and op.get("event_id") and events[op["event_id"]] != 1:
+                if events[op["event_id"]] == 0 and op["event_id"] in destroyed:
+                    destroyed_other.add(op["event_id"])
+                    continue
                 problems.append(f"till{i}: acknowledged receipt {op['event_id']} present "
                                 f"{events[op['event_id']]} times")
             if op["kind"] == "refund" and op.get("refund_id") and refunds[op["refund_id"]] != 1:
+                if refunds[op["refund_id"]] == 0 and op["refund_id"] in destroyed:
+                    destroyed_other.add(op["refund_id"])
+                    continue
                 problems.append(f"till{i}: acknowledged refund {op['refund_id']} present "
                                 f"{refunds[op['refund_id']]} times")
     res.add("acknowledged receipts and refunds present exactly once", problems)
+    res.counts["receipts_refunds_destroyed_with_wiped_disk"] = len(destroyed_other)
 
     # 4. stock = received - sold + refunded, on every node, from three angles
     problems = []

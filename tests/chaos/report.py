@@ -78,8 +78,10 @@ def run_markdown(r: RunResult) -> str:
                      f"{c.get('price_edits_ok')} / 409 {c.get('price_edits_409')}, refunds acked "
                      f"{c.get('refunds_acked')}, oversells {c.get('oversells')}, conflicts "
                      f"{dict(c.get('conflicts') or {})}, journal {c.get('journal_entries')} entries")
-        if c.get("destroyed_with_wiped_disk"):
-            lines.append(f"- {c['destroyed_with_wiped_disk']} offline sales were only on a wiped disk")
+        if c.get("destroyed_with_wiped_disk") or c.get("receipts_refunds_destroyed_with_wiped_disk"):
+            lines.append(f"- destroyed with a wiped disk (acknowledged, never left that till): "
+                         f"{c.get('destroyed_with_wiped_disk', 0)} sales, "
+                         f"{c.get('receipts_refunds_destroyed_with_wiped_disk', 0)} receipts/refunds")
         for note in c.get("notes") or []:
             lines.append(f"- note: {note}")
     lines.append(f"- checks: {', '.join(r.checks)}")

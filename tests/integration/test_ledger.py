@@ -165,3 +165,21 @@ def test_a_diverged_tail_goes_back_to_the_outbox_and_state_is_rebuilt(tmp_path):
     b.receive_entries(a.entries_since(1, 10)["entries"], prev=a.entries_since(0, 1)["anchor"])
     assert count(b, OutboxEvent) == 0 and stock(a) == stock(b) == 3
     assert [e for _, e in a.ids_between(0, 10)] == [e for _, e in b.ids_between(0, 10)]
+
+
+def test_regression_outbox_receipt_does_not_let_an_online_sale_oversell_in_journal_order(tmp_path):
+    """Chaos seed 3000: a receipt waiting in the master's own outbox (applied locally,
+    not journaled yet) made the derived stock look sufficient; the online sale was
+    journaled before the receipt and the journal showed an oversell with no conflict."""
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    master.execute(product(master, stock=0))
+    receipt = master.new_event("stock.receive", {"sku": "A", "quantity": 5}, "m")
+    receipt.mode = "offline"
+    master._keep_offline(receipt)          # in the outbox, applied: derived stock is 5
+    assert stock(master) == 5
+    ack = master.sequence([sale(master)], from_device=2)[0]
+    assert ack["status"] == "refused" and ack["error"]["code"] == "OUT_OF_STOCK"
+    master.drain_outbox()                   # the receipt is journaled ...
+    assert master.sequence([sale(master, receipt=2)], from_device=2)[0]["status"] == "accepted"
+    assert stock(master) == 4               # ... and then the sale fits
