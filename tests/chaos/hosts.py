@@ -521,6 +521,10 @@ def cleanup_leftovers(verbose: bool = True, force: bool = False) -> list[str]:
                 continue
             run(["ip", "link", "del", name], check=False)
             removed.append(f"link {name}")
+    with suppress(OSError):
+        for run_id in os.listdir(OWNER_DIR):  # owner files of runs that are gone
+            if run_id not in live and not _run_is_live(run_id, []):
+                os.remove(os.path.join(OWNER_DIR, run_id))
     if verbose:
         for item in removed:
             print(f"cleanup: removed {item}")
