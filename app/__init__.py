@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 
 from flask import Flask
 
 from app.config import Config
 from app.extensions import socketio
+from app.utils.clock import wall_ms
 
 __version__ = "0.1.0"
 
 # Notices from the ledger that browsers receive as-is.
 BROWSER_EVENTS = {"stock_changed", "critical_event", "conflict", "conflict_resolved",
                   "product_changed", "sale_created", "sale_changed", "catalog_reloaded"}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -53,10 +49,10 @@ def create_app(config: Config | None = None) -> Flask:
 
     db = Database(config.db_path)
     db.migrate()
-    audit = AuditLog(config.device_id, now_ms)
-    ledger = Ledger(db, device_id=config.device_id, clock=now_ms, audit=audit,
+    audit = AuditLog(config.device_id, wall_ms)
+    ledger = Ledger(db, device_id=config.device_id, clock=wall_ms, audit=audit,
                     submit_timeout=config.submit_timeout)
-    node = Node(config=config, db=db, ledger=ledger, audit=audit, clock=now_ms,
+    node = Node(config=config, db=db, ledger=ledger, audit=audit, clock=wall_ms,
                 schema_version=SCHEMA_VERSION)
     app.extensions["lanpos_node"] = node
 

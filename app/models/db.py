@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -63,6 +63,10 @@ class Database:
             with self._writer() as session:
                 with session.begin():
                     yield session
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every committed write transaction (cache invalidation)."""
+        event.listen(self._writer, "after_commit", lambda _session: callback())
 
     def migrate(self) -> int:
         from app.models.migrate import upgrade_to_head

@@ -32,15 +32,15 @@ from app.services.events import EVENT_TYPES, Event
 from app.services.ledger import LinkDown
 from app.services.node import Node
 from app.services.replication import Diverged, HttpPeer, SyncError, pull
+from app.utils.clock import monotonic_ms
 from app.utils.signing import cluster_id, sign, verify
 
 log = logging.getLogger(__name__)
 NODE_NS = "/node"
 
 
-def now_ms() -> int:
-    """Monotonic milliseconds for the election core (wall clocks jump; see election.py)."""
-    return int(time.monotonic() * 1000)
+# The election core runs on monotonic time (wall clocks jump; see election.py).
+now_ms = monotonic_ms
 
 
 class MonotonicJobs:

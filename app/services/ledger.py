@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from sqlalchemy import delete, func, select, text, update
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
@@ -37,6 +36,7 @@ from app.services.events import (
     journal_entry_dict,
 )
 from app.services.hlc import HLC
+from app.utils.clock import wall_ms
 from app.utils.errors import ApiError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -70,14 +70,8 @@ class ReceiveResult:
     last_gseq: int = 0
 
 
-def now_ms_default() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
 class Ledger:
-    def __init__(self, db: Database, *, device_id: int, clock: Callable[[], int] = now_ms_default,
+    def __init__(self, db: Database, *, device_id: int, clock: Callable[[], int] = wall_ms,
                  audit: Any = None, submit_timeout: float = 0.3):
         self.db = db
         self.device_id = device_id
@@ -109,9 +103,7 @@ class Ledger:
         self._cache_gen = 0
         self._position_cache: tuple[int, EpochPair] | None = None
         self._outbox_cache: int | None = None
-        writer = getattr(db, "_writer", None)
-        if writer is not None:
-            sa_event.listen(writer, "after_commit", lambda _session: self._invalidate())
+        db.on_commit(self._invalidate)
         with db.read() as session:
             self._origin_seq = self._max_origin_seq(session)
             last = session.get(NodeState, "hlc_last")
@@ -119,15 +111,6 @@ class Ledger:
         self.hlc = HLC(device_id, clock, last.value if last else None)
 
     # ------------------------------------------------------------------ helpers
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """db.write(), then drop the cached position/outbox count (after the commit)."""
-        try:
-            with self.db.write() as session:
-                yield session
-        finally:
-            self._invalidate()
-
     def _invalidate(self) -> None:
         with self._cache_lock:
             self._cache_gen += 1
@@ -161,7 +144,7 @@ class Ledger:
         return (int(n), int(m))
 
     def persist_epoch(self, epoch: EpochPair) -> None:
-        with self._write() as session:
+        with self.db.write() as session:
             session.merge(NodeState(key="epoch", value=f"{epoch[0]},{epoch[1]}"))
         self.epoch = epoch
 
@@ -226,8 +209,6 @@ class Ledger:
 
     def wait_for_gseq(self, gseq: int, timeout: float) -> bool:
         """Read-your-writes at a client: wait until the journal has reached gseq."""
-        import time
-
         deadline = time.monotonic() + timeout
         with self._gseq_cond:
             while True:
@@ -246,8 +227,6 @@ class Ledger:
             return False
         if self.lease_until is None:
             return True
-        import time
-
         return time.monotonic() < self.lease_until
 
     def execute(self, ev: Event, *, offline_ok: bool = True) -> Outcome:
@@ -257,10 +236,7 @@ class Ledger:
                 ev.mode = "offline"  # may land in a losing tail: never refuse, say so
             ack = self.sequence([ev])[0]
             if ack.get("status") != "not_master":
-                outcome = self._outcome_from_ack(ev, ack, local=True)
-                if ev.mode == "offline" and outcome.status == "online":
-                    outcome.status = "offline"
-                return outcome
+                return self._outcome_from_ack(ev, ack)
             # We stopped sequencing between the check and the journal (stepped down, a
             # new term is catching up, or our lease lapsed): nothing was journaled, so
             # take it the way a till without a master does, never as "online".
@@ -273,11 +249,8 @@ class Ledger:
             else:
                 if ack.get("status") in ("accepted", "duplicate"):
                     self._keep_acked(ev, ack)
-                    return self._outcome_from_ack(ev, ack, local=False)
-                if ack.get("status") == "refused":
-                    err = ack["error"]
-                    raise ApiError(err["code"], err["message"], err.get("status", 409),
-                                   err.get("details"))
+                if ack.get("status") in ("accepted", "duplicate", "refused"):
+                    return self._outcome_from_ack(ev, ack)
                 log.info("master answered %s; %s goes offline", ack.get("status"), ev.type)
         if not offline_ok or ev.type not in COMMUTATIVE_TYPES:
             raise ServiceUnavailable("this change needs the master, and no master is reachable "
@@ -289,15 +262,23 @@ class Ledger:
             self.drain_outbox()
         return Outcome(status="offline", event=ev)
 
-    def _outcome_from_ack(self, ev: Event, ack: dict, *, local: bool) -> Outcome:
-        status = "duplicate" if ack.get("status") == "duplicate" else "online"
+    @staticmethod
+    def _outcome_from_ack(ev: Event, ack: dict) -> Outcome:
+        """A master's answer as the cashier sees it; a refusal becomes its ApiError.
+
+        An event journaled as offline (by an isolated master) is reported as offline.
+        """
         if ack.get("status") == "refused":
             err = ack["error"]
             raise ApiError(err["code"], err["message"], err.get("status", 409), err.get("details"))
+        if ack.get("status") == "duplicate":
+            status = "duplicate"
+        else:
+            status = "offline" if ev.mode == "offline" else "online"
         return Outcome(status=status, event=ev, gseq=ack.get("gseq"), ack=ack)
 
     def _keep_offline(self, ev: Event) -> None:
-        with self._write() as session:
+        with self.db.write() as session:
             if session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == ev.event_id)):
                 return  # the master took it after all and its broadcast beat our timeout
             session.add(_outbox_row(ev, applied=True, now=self.clock()))
@@ -315,7 +296,7 @@ class Ledger:
         back via the journal (read-your-writes waits for that gseq).
         """
         notices: list[Notice] = []
-        with self._write() as session:
+        with self.db.write() as session:
             in_journal = session.scalar(select(JournalEntry.gseq)
                                         .where(JournalEntry.event_id == ev.event_id))
             if in_journal is None and ack.get("status") == "accepted":
@@ -343,7 +324,7 @@ class Ledger:
         notices: list[Notice] = []
         prev: dict | None = None
         try:
-            with self._write() as session:
+            with self.db.write() as session:
                 acks, appended, notices, prev = self._sequence_batch(session, events, from_device)
         except _LeaseLapsed:  # rolled back: nothing of this batch is journaled
             return [{"status": "not_master", "event_id": e.event_id} for e in events]
@@ -448,7 +429,7 @@ class Ledger:
 
     def start_sequencing(self, epoch: EpochPair) -> int:
         """Become the sequencing master at `epoch`: first journal our own outbox."""
-        with self._write() as session:
+        with self.db.write() as session:
             self.epoch = epoch
             session.merge(NodeState(key="epoch", value=f"{epoch[0]},{epoch[1]}"))
             self.sequencing = True
@@ -477,7 +458,7 @@ class Ledger:
         """
         result = ReceiveResult()
         notices: list[Notice] = []
-        with self._write() as session:
+        with self.db.write() as session:
             last = self.last_gseq(session)
             result.last_gseq = last
             if prev is not None and prev.get("gseq") and prev["gseq"] <= last:
@@ -571,7 +552,7 @@ class Ledger:
         winner to decide again. The derived tables are rebuilt from the kept journal plus
         the applied outbox.
         """
-        with self._write() as session:
+        with self.db.write() as session:
             tail = session.scalars(select(JournalEntry).where(JournalEntry.gseq > keep)
                                    .order_by(JournalEntry.gseq)).all()
             for row in tail:
@@ -610,7 +591,7 @@ class Ledger:
 
     def drop_journaled_from_outbox(self) -> int:
         """Outbox rows whose event is already in the journal are done (belt and braces)."""
-        with self._write() as session:
+        with self.db.write() as session:
             done = session.scalars(select(OutboxEvent.event_id).join(
                 JournalEntry, JournalEntry.event_id == OutboxEvent.event_id)).all()
             if done:
@@ -622,7 +603,7 @@ class Ledger:
         ids = list(event_ids)
         if not ids:
             return
-        with self._write() as session:
+        with self.db.write() as session:
             session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(ids)))
             self._audit(session, "sync.rejected", None, {"events": ids[:50], "reason": reason})
         self.notify([("outbox_changed", {})])

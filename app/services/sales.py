@@ -17,10 +17,9 @@ from sqlalchemy.orm import Session
 from app.models import NodeState, OutboxEvent, Payment, Product, Refund, Sale, SaleLine
 from app.services.node import Node
 from app.services.pricing import PriceLine, price_cart, settle_payments
+from app.services.users import ROLE_RANK
 from app.utils.errors import ApiError, Conflict, NotFound, ValidationError
 from app.utils.money import round_half_up_div
-
-ROLE_RANK = {"cashier": 1, "manager": 2, "admin": 3}
 
 
 def sale_dict(session: Session, sale: Sale) -> dict[str, Any]:
