@@ -36,6 +36,9 @@ class AuditLog:
     def __init__(self, device_id: int, clock: Callable[[], int]):
         self.device_id = device_id
         self.clock = clock
+        # Our chain's last seq as far as this process wrote it (a hint for heartbeats:
+        # peers copy our chain only when it grew; None until the first entry here).
+        self.last_seq: int | None = None
 
     def record(self, session: Session, action: str, user: str | None,
                details: dict[str, Any] | None = None) -> AuditEntry:
@@ -69,6 +72,7 @@ class AuditLog:
         conn.exec_driver_sql(_INSERT_SQL, (self.device_id, seq, ts, user, action,
                                            json.dumps(details), prev, digest))
         conn.exec_driver_sql(_HEAD_UPSERT_SQL, (key, f"{seq},{digest}"))
+        self.last_seq = seq
         return AuditEntry(**values)
 
 

@@ -120,7 +120,7 @@ class PeerLink:
 
     def _on_connect(self) -> None:
         self.connected = True
-        self.runtime.send_heartbeat(self)
+        self.runtime.send_heartbeats([self])
 
     def _on_disconnect(self, *_args: Any) -> None:
         was = self.connected
@@ -191,6 +191,10 @@ class ClusterRuntime:
         self._fenced_until_ms = 0
         self._sync_lock = threading.Lock()
         self._retry_timer: threading.Timer | None = None
+        self._http_peers: dict[str, HttpPeer] = {}
+        # Audit chain heads: as peers announce them, and how far our copies reach.
+        self._peer_audit_seq: dict[int, int] = {}
+        self._copied_audit_seq: dict[int, int] = {}
         self._refused_at: dict[str, int] = {}
         self._last_state: tuple | None = None
         self.stats = {"last_sync_time": None, "total_syncs": 0, "successful_syncs": 0,
@@ -204,6 +208,7 @@ class ClusterRuntime:
         ledger = self.node.ledger
         ledger.lease_until = time.monotonic() + self.cfg.failover_timeout
         ledger.on_appended = self._broadcast_entries
+        ledger.on_offline = self._retry_soon  # push an offline sale as soon as a master answers
         for address in self.cfg.peers:
             self.add_peer(address)
         # The heartbeat (which also renews the master's lease) must never stall, so it
@@ -275,7 +280,8 @@ class ClusterRuntime:
                                       eligible=self.eligible())
             hb = self.core.heartbeat()
         return self.seal({"hb": hb.to_dict(), "port": self.cfg.port,
-                          "outbox_pending": self.node.ledger.outbox_pending()})
+                          "outbox_pending": self.node.ledger.outbox_pending(),
+                          "audit_seq": self.node.audit.last_seq})
 
     def eligible(self) -> bool:
         master = self.core.master_id
@@ -309,16 +315,18 @@ class ClusterRuntime:
             with self.lock:
                 actions = self.core.tick(now_ms())
             self.handle(actions)
-            for link in list(self.links.values()):
-                link.emit("heartbeat", envelope, callback=lambda reply, lk=link: self._on_reply(reply, lk))
+            self.send_heartbeats(list(self.links.values()), envelope)
             self._refresh_master_link()
             self._update_isolation()
             self._push_status_if_changed()
         except Exception:  # noqa: BLE001 - never let the heartbeat job die
             log.exception("heartbeat tick failed")
 
-    def send_heartbeat(self, link: PeerLink) -> None:
-        link.emit("heartbeat", self._my_heartbeat(), callback=lambda reply: self._on_reply(reply, link))
+    def send_heartbeats(self, links: list[PeerLink], envelope: dict | None = None) -> None:
+        """Our heartbeat to each link; each reply is the peer's heartbeat."""
+        envelope = envelope or self._my_heartbeat()
+        for link in links:
+            link.emit("heartbeat", envelope, callback=lambda reply, lk=link: self._on_reply(reply, lk))
 
     def _on_reply(self, reply: Any, link: PeerLink) -> None:
         body = self.open_envelope(reply)
@@ -348,6 +356,8 @@ class ClusterRuntime:
             return
         if link is not None:
             link.device_id = hb.device_id
+        if isinstance(body.get("audit_seq"), int):
+            self._peer_audit_seq[hb.device_id] = body["audit_seq"]
         elif self.cfg.learn_peers and not any(lk.device_id == hb.device_id
                                               for lk in self.links.values()):
             port = body.get("port")
@@ -438,8 +448,7 @@ class ClusterRuntime:
         self.caught_up = True
         self._audit("role.master", {"epoch": epoch.to_list(), "resequenced_outbox": resequenced})
         self.emit_browsers("master_changed", {"master_id": self.device_id, "epoch": epoch.to_list()})
-        self.emit_nodes("master_changed", self.seal({"master_id": self.device_id,
-                                                     "epoch": epoch.to_list()}))
+        self.send_heartbeats(list(self.links.values()))  # tell them now, not at the next tick
         self._push_status_if_changed(force=True)
 
     def _catch_up_before_sequencing(self) -> None:
@@ -468,7 +477,10 @@ class ClusterRuntime:
 
     # ----------------------------------------------------------- sync
     def _http(self, address: str) -> HttpPeer:
-        return HttpPeer(address, self.secret, self.device_id)
+        peer = self._http_peers.get(address)
+        if peer is None:
+            peer = self._http_peers[address] = HttpPeer(address, self.secret, self.device_id)
+        return peer
 
     def _link_for(self, device_id: int | None) -> PeerLink | None:
         if device_id is None:
@@ -553,9 +565,14 @@ class ClusterRuntime:
         for link in list(self.links.values()):
             if not link.connected or not link.device_id:
                 continue
+            head = self._peer_audit_seq.get(link.device_id)
+            copied = self._copied_audit_seq.get(link.device_id)
+            if head is not None and copied is not None and head <= copied:
+                continue  # its heartbeat says nothing new since our last copy
             with self.node.db.read() as session:
                 last = last_entry(session, link.device_id)
             after = last.seq if last else 0
+            self._copied_audit_seq[link.device_id] = after
             try:
                 page = self._http(link.address).get(
                     f"/api/sync/audit?device_id={link.device_id}&after={after}&limit=2000")
@@ -564,11 +581,14 @@ class ClusterRuntime:
                 continue
             if page["entries"]:
                 with self.node.db.write() as session:
-                    added += import_chain(session, link.device_id, page["entries"])
+                    n = import_chain(session, link.device_id, page["entries"])
+                added += n
+                self._copied_audit_seq[link.device_id] = after + n
         return added
 
     def _retry_soon(self) -> None:
-        """A failed round is retried within a second, not at the next periodic run."""
+        """A sync round within a second (after a failed round or an offline sale), not at
+        the next periodic run."""
         if self._retry_timer is not None and self._retry_timer.is_alive():
             return
         self._retry_timer = threading.Timer(1.0, self.sync_round, kwargs={"reason": "retry"})

@@ -94,6 +94,7 @@ class Ledger:
         # Callbacks wired by the app: relay notices to browsers, broadcast new entries.
         self.notify: Callable[[list[Notice]], None] = lambda notices: None
         self.on_appended: Callable[[list[dict], dict | None], None] = lambda entries, prev: None
+        self.on_offline: Callable[[], None] = lambda: None
         self._seq_lock = threading.Lock()
         self._gseq_cond = threading.Condition()
         # position() and outbox_pending() go into every heartbeat (several a second):
@@ -260,6 +261,8 @@ class Ledger:
         self.last_offline_ms = self.clock()
         if self.sequencing:  # we became master while waiting for the old one
             self.drain_outbox()
+        else:
+            self.on_offline()
         return Outcome(status="offline", event=ev)
 
     @staticmethod

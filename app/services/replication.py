@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -36,12 +36,14 @@ class HttpPeer:
     secret: str
     device_id: int  # our own id, part of the signature
     timeout: float = 5.0
+    # Keep-alive: sync rounds and audit copies reuse one connection per peer.
+    session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     def get(self, path: str) -> Any:
         ts = int(time.time() * 1000)
         sig = sign_request(self.secret, "GET", path, b"", ts, self.device_id)
         try:
-            response = requests.get(f"http://{self.address}{path}", timeout=self.timeout, headers={
+            response = self.session.get(f"http://{self.address}{path}", timeout=self.timeout, headers={
                 "X-Lanpos-Device": str(self.device_id), "X-Lanpos-Timestamp": str(ts),
                 "X-Lanpos-Signature": sig})
         except requests.RequestException as exc:
