@@ -83,14 +83,6 @@ def sell(node, lines: list[tuple[str, int]], method: str = "card", extra_cash: i
     return body
 
 
-def set_stock(node, sku: str, target: int) -> None:
-    current = node.stock(sku)
-    if current != target:
-        r = node.call("POST", "/api/stock/adjust", user="manager",
-                      json={"sku": sku, "quantity": target - current, "reason": "test setup"})
-        assert r.status_code == 201, r.text
-
-
 def wait_until(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     last = None
@@ -147,7 +139,7 @@ def test_a_sale_at_till_3_moves_the_stock_row_on_till_2_within_a_second(bo: Page
                                                                         screenshot_dir):
     base = cluster[2].url
     sku, last_one = "BAK-002", "DAI-009"
-    set_stock(cluster[1], last_one, 1)
+    cluster[1].set_stock(last_one, 1)
     login(bo, base, "stock")
     expect(bo.get_by_test_id("stock-row-BAK-001")).to_be_visible()
     bo.get_by_test_id("sort-stock").click()  # lowest stock first: the sold-out row shows
@@ -269,7 +261,7 @@ def test_an_edit_that_lost_shows_both_versions_and_the_winner(bo: Page, cluster,
 def test_an_offline_oversell_shows_as_a_conflict_and_is_resolved(bo: Page, cluster, screenshot_dir):
     base = cluster[2].url
     sku = "SNK-009"
-    set_stock(cluster[1], sku, 1)
+    cluster[1].set_stock(sku, 1)
     wait_until(lambda: cluster[3].stock(sku) == 1, 5, "stock 1 at till 3")
     login(bo, base, "conflicts")
     # The edit that lost in the test before is on the list already.

@@ -6,37 +6,17 @@ from __future__ import annotations
 
 import shutil
 
-from app.models.db import Database
-from app.services.audit import AuditLog
 from app.services.ledger import Ledger
 from tests.chaos.checker import check_run, fold_stock
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000_000
-
-    def __call__(self) -> int:
-        self.now += 1
-        return self.now
+from tests.ledgers import ledger_at, sale_event
 
 
 def ledger(path, device_id: int) -> Ledger:
-    db = Database(str(path / "lanpos.db"))
-    db.migrate()
-    clock = Clock()
-    return Ledger(db, device_id=device_id, clock=clock, audit=AuditLog(device_id, clock))
+    return ledger_at(path, device_id)
 
 
 def sale(led: Ledger, n: int, ref: str, sku: str = "A"):
-    return led.new_event("sale.create", {
-        "sale_id": f"s{n}", "receipt_no": f"T1-{n:06d}", "receipt_seq": n, "device_id": 1,
-        "client_ref": ref, "cashier": "c",
-        "lines": [{"sku": sku, "name": sku, "quantity": 1, "unit_price_cents": 100,
-                   "discount_cents": 0, "tax_rate_bp": 700, "total_cents": 100}],
-        "subtotal_cents": 100, "discount_cents": 0, "total_cents": 100, "tax_cents": 7,
-        "tax_by_rate": {}, "payments": [{"method": "card", "amount_cents": 100}],
-        "paid_cents": 100, "change_cents": 0}, "c")
+    return sale_event(led, n, sku=sku, client_ref=ref, sale_id=f"s{n}")
 
 
 def op(ref: str, outcome: str, sale_id: str | None = None, http: int | None = 201) -> dict:

@@ -163,6 +163,14 @@ class NodeProc:
     def stock(self, sku: str) -> int:
         return self.product(sku)["stock"]
 
+    def set_stock(self, sku: str, target: int) -> None:
+        """Adjust (as the manager, with a reason) until the stock is `target`."""
+        current = self.stock(sku)
+        if current != target:
+            r = self.call("POST", "/api/stock/adjust", user="manager",
+                          json={"sku": sku, "quantity": target - current, "reason": "test setup"})
+            assert r.status_code == 201, r.text
+
     # ---------------------------------------------------------- direct DB
     def journal(self) -> list[tuple[int, str]]:
         """(gseq, event_id) of the whole journal, read straight from the SQLite file."""

@@ -13,6 +13,7 @@ from app.models.db import Database
 from app.services.audit import AuditLog
 from app.services.ledger import Ledger
 from app.services.replication import pull
+from tests.ledgers import Clock, make_ledger, sale_event
 
 pytestmark = pytest.mark.cluster
 
@@ -102,31 +103,12 @@ class LedgerPeer:
         raise AssertionError(path)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000_000
-
-    def __call__(self) -> int:
-        self.now += 1
-        return self.now
-
-
 def _ledger(tmp_path, device_id: int) -> Ledger:
-    db = Database(str(tmp_path / f"till{device_id}" / "lanpos.db"))
-    db.migrate()
-    clock = Clock()
-    return Ledger(db, device_id=device_id, clock=clock, audit=AuditLog(device_id, clock))
+    return make_ledger(tmp_path, device_id)
 
 
 def _sale(ledger: Ledger, n: int):
-    return ledger.new_event("sale.create", {
-        "sale_id": f"s{ledger.device_id}-{n}", "receipt_no": f"T{ledger.device_id}-{n:06d}",
-        "receipt_seq": n, "device_id": ledger.device_id, "client_ref": None, "cashier": "c",
-        "lines": [{"sku": "A", "name": "A", "quantity": 1, "unit_price_cents": 100,
-                   "discount_cents": 0, "tax_rate_bp": 700, "total_cents": 100}],
-        "subtotal_cents": 100, "discount_cents": 0, "total_cents": 100, "tax_cents": 7,
-        "tax_by_rate": {}, "payments": [{"method": "card", "amount_cents": 100}],
-        "paid_cents": 100, "change_cents": 0}, "c")
+    return sale_event(ledger, n)
 
 
 def test_regression_resync_keeps_a_diverged_entry_when_one_later_position_matches(tmp_path):

@@ -15,14 +15,6 @@ import requests
 pytestmark = pytest.mark.cluster
 
 
-def set_stock(node, sku: str, target: int) -> None:
-    current = node.stock(sku)
-    if current != target:
-        r = node.call("POST", "/api/stock/adjust", user="manager",
-                      json={"sku": sku, "quantity": target - current, "reason": "test setup"})
-        assert r.status_code == 201, r.text
-
-
 def wait_stock(nodes, sku: str, expected: int, timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,7 +55,7 @@ def test_two_tills_racing_for_the_last_unit_get_one_201_and_one_409(make_cluster
     sku = "SNK-001"
     price = cluster[1].product(sku)["price_cents"]
     for round_no in range(20):
-        set_stock(cluster[1], sku, 1)
+        cluster[1].set_stock(sku, 1)
         wait_stock([cluster[2], cluster[3]], sku, 1)
         results: dict[int, requests.Response] = {}
         barrier = threading.Barrier(2)
@@ -92,7 +84,7 @@ def test_kill_master_while_three_clients_sell_loses_no_acknowledged_sale(make_cl
     cluster = make_cluster(3)
     skus = ["DRK-001", "DRK-002", "SNK-002"]
     for sku in skus:
-        set_stock(cluster[1], sku, 500)
+        cluster[1].set_stock(sku, 500)
     prices = {sku: cluster[1].product(sku)["price_cents"] for sku in skus}
     acked: list[str] = []
     lock = threading.Lock()
@@ -153,7 +145,7 @@ def test_cut_off_till_sells_offline_and_converges_with_a_conflict_after_heal(mak
     cluster = make_cluster(3, proxied=True)
     sku = "BAK-001"
     price = cluster[1].product(sku)["price_cents"]
-    set_stock(cluster[1], sku, 1)
+    cluster[1].set_stock(sku, 1)
     wait_stock([cluster[3]], sku, 1)
     cluster.isolate(3)
     time.sleep(0.5)

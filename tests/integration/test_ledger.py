@@ -6,42 +6,17 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import JournalEntry, OutboxEvent, Product, Sale
-from app.models.db import Database
-from app.services.audit import AuditLog
 from app.services.ledger import Ledger, LinkDown
 from app.utils.errors import ApiError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000_000
-
-    def __call__(self) -> int:
-        self.now += 1
-        return self.now
-
-
-def make_ledger(tmp_path, device_id: int) -> Ledger:
-    db = Database(str(tmp_path / f"till{device_id}" / "lanpos.db"))
-    db.migrate()
-    clock = Clock()
-    return Ledger(db, device_id=device_id, clock=clock, audit=AuditLog(device_id, clock))
+from tests.ledgers import make_ledger, product_event, sale_event
 
 
 def product(ledger: Ledger, sku: str = "A", stock: int = 1):
-    return ledger.new_event("product.create", {"sku": sku, "name": sku, "price_cents": 100,
-                                               "tax_rate_bp": 700, "stock": stock}, "system")
+    return product_event(ledger, sku, stock)
 
 
 def sale(ledger: Ledger, sku: str = "A", qty: int = 1, receipt: int = 1):
-    return ledger.new_event("sale.create", {
-        "sale_id": f"s{ledger.device_id}-{receipt}", "receipt_no": f"T{ledger.device_id}-{receipt:06d}",
-        "receipt_seq": receipt, "device_id": ledger.device_id, "client_ref": None, "cashier": "c",
-        "lines": [{"sku": sku, "name": sku, "quantity": qty, "unit_price_cents": 100,
-                   "discount_cents": 0, "tax_rate_bp": 700, "total_cents": 100 * qty}],
-        "subtotal_cents": 100 * qty, "discount_cents": 0, "total_cents": 100 * qty, "tax_cents": 7,
-        "tax_by_rate": {}, "payments": [{"method": "card", "amount_cents": 100 * qty}],
-        "paid_cents": 100 * qty, "change_cents": 0}, "c")
+    return sale_event(ledger, receipt, sku=sku, qty=qty)
 
 
 def count(ledger: Ledger, model) -> int:
