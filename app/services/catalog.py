@@ -140,7 +140,3 @@ def update_product(node: Node, user: str, sku: str, changes: dict[str, Any],
     ev.extra["audit"] = ("price.changed" if "price_cents" in changes else "product.updated", audit)
     node.ledger.execute(ev, offline_ok=False)
     return get_product(node, sku)
-
-
-def product_exists(session: Session, sku: str) -> bool:
-    return session.get(Product, sku) is not None

@@ -542,11 +542,6 @@ class Ledger:
         with self.db.read() as session:
             return _position(gseq, session.get(JournalEntry, gseq) if gseq else None)
 
-    def event_id_at(self, gseq: int) -> str | None:
-        with self.db.read() as session:
-            row = session.get(JournalEntry, gseq)
-            return row.event_id if row else None
-
     def truncate_after(self, keep: int, reason: str) -> int:
         """Drop our journal tail after `keep` (it lost): its events go back to the outbox.
 
