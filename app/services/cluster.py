@@ -190,7 +190,8 @@ class ClusterRuntime:
         self._last_tick_ms: int | None = None
         self._fenced_until_ms = 0
         self._sync_lock = threading.Lock()
-        self._retry_timer: threading.Timer | None = None
+        self._retry_pending = False
+        self._sync_again: str | None = None
         self._http_peers: dict[str, HttpPeer] = {}
         # Audit chain heads: as peers announce them, and how far our copies reach.
         self._peer_audit_seq: dict[int, int] = {}
@@ -520,9 +521,23 @@ class ClusterRuntime:
                          name="sync-now").start()
 
     def sync_round(self, reason: str = "periodic") -> None:
-        """Pull what we miss from the master, push our outbox to it."""
+        """Pull what we miss from the master, push our outbox to it.
+
+        One round at a time; a request that arrives during a round (a new master, a
+        link coming up) is not dropped: the round runs once more when it ends.
+        """
         if not self._sync_lock.acquire(blocking=False):
+            self._sync_again = reason
             return
+        try:
+            while reason is not None:
+                self._sync_again = None
+                self._sync_once(reason)
+                reason = self._sync_again
+        finally:
+            self._sync_lock.release()
+
+    def _sync_once(self, reason: str) -> None:
         try:
             with self.lock:
                 role, master = self.core.role, self.core.master_id
@@ -554,7 +569,6 @@ class ClusterRuntime:
             self.stats["last_error"] = str(exc)
             log.exception("sync round failed")
         finally:
-            self._sync_lock.release()
             self._push_status_if_changed()
 
     def pull_audit(self) -> int:
@@ -589,11 +603,18 @@ class ClusterRuntime:
     def _retry_soon(self) -> None:
         """A sync round within a second (after a failed round or an offline sale), not at
         the next periodic run."""
-        if self._retry_timer is not None and self._retry_timer.is_alive():
-            return
-        self._retry_timer = threading.Timer(1.0, self.sync_round, kwargs={"reason": "retry"})
-        self._retry_timer.daemon = True
-        self._retry_timer.start()
+        with self.lock:
+            if self._retry_pending:
+                return
+            self._retry_pending = True
+
+        def run() -> None:
+            self._retry_pending = False  # cleared first: a failing round may ask again
+            self.sync_round(reason="retry")
+
+        timer = threading.Timer(1.0, run)
+        timer.daemon = True
+        timer.start()
 
     def push_outbox(self, link: PeerLink) -> int:
         ledger = self.node.ledger
