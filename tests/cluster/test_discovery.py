@@ -168,7 +168,9 @@ class Till:
 def _sees(view: dict | None, other: int) -> bool:
     if not view:
         return False
-    return any(n.get("device_id") == other and n.get("alive") for n in view.get("nodes", []))
+    # Alive (its heartbeats reach us) and linked (our own link to it knows who it is).
+    return any(n.get("device_id") == other and n.get("alive") and n.get("address")
+               for n in view.get("nodes", []))
 
 
 def _wait_discovered(tills: list[Till], fetch) -> list[dict | None]:
