@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-SCHEMA_VERSION = 1  # the Alembic head, as an integer (revision ids are 0001, 0002, ...)
+SCHEMA_VERSION = 2  # the Alembic head, as an integer (revision ids are 0001, 0002, ...)
 
 
 def make_engine(path: str) -> Engine:

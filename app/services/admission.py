@@ -151,6 +151,18 @@ def after_apply(session: Session, ev: Event, decision: Any) -> list[dict]:
             "decision": "sale kept (made offline, goods already left); stock went negative — "
                         "recount and adjust",
         })
+    sale = session.get(Sale, ev.payload.get("sale_id"))
+    printed = ev.payload.get("receipt_no")
+    if sale is not None and sale.receipt_no != printed:
+        holder = session.scalar(select(Sale.sale_id).where(Sale.receipt_no == printed))
+        records.append({
+            "conflict_id": uuid.uuid4().hex, "kind": "receipt_reused", "sku": None,
+            "event_id": ev.event_id, "origin_device": ev.origin_device, "user": ev.user,
+            "details": {"sale_id": sale.sale_id, "receipt_no": printed,
+                        "filed_as": sale.receipt_no, "other_sale_id": holder},
+            "decision": f"till {ev.origin_device} printed {printed} twice (it lost its data); "
+                        f"both sales kept, this one filed as {sale.receipt_no}",
+        })
     return records
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.models import (
     Category,
     ConflictRecord,
+    JournalEntry,
     Payment,
     Product,
     Refund,
@@ -134,9 +135,13 @@ def _sale_create(session: Session, ev: Event) -> list[Notice]:
     p = ev.payload
     if session.scalar(select(Sale.sale_id).where(Sale.sale_id == p["sale_id"])) is not None:
         return []
+    receipt_no = _claim(session, ev, Sale.receipt_no, p["receipt_no"],
+                        lambda sale: alternate_receipt_no(sale.receipt_no, sale.sale_id),
+                        alternate_receipt_no(p["receipt_no"], p["sale_id"]))
+    client_ref = _claim(session, ev, Sale.client_ref, p.get("client_ref"), lambda _sale: None, None)
     session.execute(insert(Sale), [{
-        "sale_id": p["sale_id"], "receipt_no": p["receipt_no"], "device_id": p["device_id"],
-        "receipt_seq": p["receipt_seq"], "client_ref": p.get("client_ref"), "cashier": p["cashier"],
+        "sale_id": p["sale_id"], "receipt_no": receipt_no, "device_id": p["device_id"],
+        "receipt_seq": p["receipt_seq"], "client_ref": client_ref, "cashier": p["cashier"],
         "approver": p.get("approver"), "status": "completed",
         "subtotal_cents": p["subtotal_cents"], "discount_cents": p["discount_cents"],
         "total_cents": p["total_cents"], "tax_cents": p["tax_cents"],
@@ -159,6 +164,37 @@ def _sale_create(session: Session, ev: Event) -> list[Notice]:
     notices.append(("sale_created", {"sale_id": p["sale_id"], "receipt_no": p["receipt_no"],
                                      "device_id": p["device_id"], "total_cents": p["total_cents"]}))
     return notices
+
+
+def alternate_receipt_no(receipt_no: str, sale_id: str) -> str:
+    """Where a sale is filed when another sale already holds its printed number."""
+    return f"{receipt_no}-{sale_id[:4].upper()}"
+
+
+def _journaled(session: Session, event_id: str) -> bool:
+    return session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == event_id)) \
+        is not None
+
+
+def _claim(session: Session, ev: Event, column: Any, value: str | None,
+           holder_moves_to: Callable[[Sale], str | None], we_move_to: str | None) -> str | None:
+    """A unique sale column (receipt number, client_ref) that another sale already holds.
+
+    Only a till that lost its disk prints a number twice. The value belongs to the
+    sale earlier in the journal, the same on every node: a journaled sale beats one
+    still in this till's outbox (which the master will journal later), otherwise the
+    holder was here first. The loser keeps its sale under another value.
+    """
+    if value is None:
+        return None
+    holder = session.scalar(select(Sale).where(column == value))
+    if holder is None or holder.sale_id == ev.payload["sale_id"]:
+        return value
+    if not _journaled(session, holder.event_id) and _journaled(session, ev.event_id):
+        setattr(holder, column.key, holder_moves_to(holder))
+        session.flush()
+        return value
+    return we_move_to
 
 
 def _give_back(session: Session, ev: Event, kind: str) -> list[Notice]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app.models.db import SCHEMA_VERSION
 from tests.integration.conftest import assert_error, bearer, login, sell, sql
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def test_node_start_is_audited(node, app_factory, data_dir):
     starts = sql(node, "SELECT details FROM audit_log WHERE action = 'node.started'")
     assert len(starts) == 2  # the template's first start, and this test's app
     details = json.loads(starts[-1][0])
-    assert details["schema_version"] == 1 and details["cluster"] is False
+    assert details["schema_version"] == SCHEMA_VERSION and details["cluster"] is False
     node.db.dispose()
     again = app_factory(data_dir).extensions["lanpos_node"]
     assert len(sql(again, "SELECT 1 FROM audit_log WHERE action = 'node.started'")) == 3
@@ -242,7 +243,7 @@ def test_real_node_audits_start_and_stop(tmp_path):
             time.sleep(0.2)
         assert token, "the node did not come up with its --admin-pin user"
         health = requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
-        assert health["role"] == "master" and health["schema_version"] == 1
+        assert health["role"] == "master" and health["schema_version"] == SCHEMA_VERSION
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

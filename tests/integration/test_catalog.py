@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from app.models.db import SCHEMA_VERSION
 from tests.integration.conftest import (
     assert_error,
     bearer,
@@ -27,7 +28,7 @@ def test_health_is_public_and_complete(client):
     assert body["device_id"] == 1
     assert body["role"] == "master" and body["master_id"] == 1
     assert body["epoch"][0] >= 1 and body["epoch"][1] == 1
-    assert body["schema_version"] == 1
+    assert body["schema_version"] == SCHEMA_VERSION
 
 
 # ----------------------------------------------------------------------- reading

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app.models import JournalEntry, OutboxEvent, Product, Sale
+from app.models import ConflictRecord, JournalEntry, OutboxEvent, Product, Sale
 from app.services.ledger import Ledger, LinkDown
 from app.utils.errors import ApiError
-from tests.ledgers import make_ledger, product_event, sale_event
+from tests.ledgers import ledger_at, make_ledger, product_event, sale_event
 
 
 def product(ledger: Ledger, sku: str = "A", stock: int = 1):
@@ -158,3 +158,45 @@ def test_regression_outbox_receipt_does_not_let_an_online_sale_oversell_in_journ
     master.drain_outbox()                   # the receipt is journaled ...
     assert master.sequence([sale(master, receipt=2)], from_device=2)[0]["status"] == "accepted"
     assert stock(master) == 4               # ... and then the sale fits
+
+
+def receipts(ledger: Ledger) -> dict[str, str]:
+    with ledger.db.read() as s:
+        return dict(s.execute(select(Sale.sale_id, Sale.receipt_no)).all())
+
+
+def test_regression_a_till_that_lost_its_disk_and_prints_a_receipt_again_blocks_nobody(tmp_path):
+    """Chaos seed 104: till 3 was wiped, caught up from a master that lacked some of its
+    sales, printed those receipt numbers again, and the unique receipt column stopped
+    every node that applied both sales. Now both sales are kept, the later one in
+    journal order is filed under a suffixed number, the same on every node, and the
+    master records a conflict."""
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    master.execute(product(master, stock=5))
+    old_till = make_ledger(tmp_path, 2)
+    first = sale_event(old_till, 1, sale_id="a1" * 16)
+    assert master.sequence([first], from_device=2)[0]["status"] == "accepted"
+
+    wiped = ledger_at(tmp_path / "till2-after-wipe", 2)
+    wiped.receive_entries(master.entries_since(0, 1)["entries"])  # only the catalog so far
+    second = sale_event(wiped, 1, sale_id="b2" * 16)               # prints T2-000001 again
+    assert wiped.execute(second).status == "offline"
+    assert receipts(wiped) == {"b2" * 16: "T2-000001"}
+
+    # The journal brings the first sale: it takes the number, the outbox sale moves.
+    assert wiped.receive_entries(master.entries_since(1, 100)["entries"]).applied == 1
+    assert receipts(wiped) == {"a1" * 16: "T2-000001", "b2" * 16: "T2-000001-B2B2"}
+
+    # The master journals the second one later: filed the same way, with a conflict.
+    assert master.sequence(wiped.outbox_events(), from_device=2)[0]["status"] == "accepted"
+    wiped.receive_entries(master.entries_since(2, 100)["entries"])
+    assert receipts(master) == receipts(wiped) == {"a1" * 16: "T2-000001",
+                                                   "b2" * 16: "T2-000001-B2B2"}
+    assert stock(master) == stock(wiped) == 3 and count(wiped, OutboxEvent) == 0
+    with master.db.read() as s:
+        conflict = s.scalar(select(ConflictRecord).where(ConflictRecord.kind == "receipt_reused"))
+        assert conflict.details == {"sale_id": "b2" * 16, "receipt_no": "T2-000001",
+                                    "filed_as": "T2-000001-B2B2", "other_sale_id": "a1" * 16}
+    with wiped.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ConflictRecord)) == 1

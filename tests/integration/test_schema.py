@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from app.models.db import SCHEMA_VERSION, Database
+from app.models.migrate import alembic_config
 from app.services.seed import seed_demo
 from app.utils.barcode import is_valid_barcode
 from tests.integration.conftest import login, sell, sql
@@ -28,7 +30,32 @@ def test_fresh_data_dir_gets_the_whole_schema(app_factory):
     assert {"alembic_version", "journal", "outbox", "node_state", "products", "categories",
             "stock_movements", "sales", "sale_lines", "payments", "refunds", "users",
             "auth_sessions", "login_failures", "audit_log", "conflicts"} <= tables
-    assert sql(node, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert sql(node, "SELECT version_num FROM alembic_version") == [(f"{SCHEMA_VERSION:04d}",)]
+
+
+def test_0002_upgrades_a_0001_database_and_keeps_its_sales(tmp_path):
+    """A till of the first release keeps its data; afterwards two sales may share a
+    (device, receipt_seq) pair (a till that lost its disk), receipt_no stays unique."""
+    from alembic import command
+
+    db = Database(str(tmp_path / "lanpos.db"))
+    command.upgrade(alembic_config(db.engine), "0001")
+    row = ("'s1', 'T2-000001', 2, 1, 'c', 'completed', 100, 0, 100, 7, '{}', 100, 0, 0, "
+           "'online', 1, 'e1'")
+    cols = ("sale_id, receipt_no, device_id, receipt_seq, cashier, status, subtotal_cents, "
+            "discount_cents, total_cents, tax_cents, tax_by_rate, paid_cents, change_cents, "
+            "refunded_cents, mode, created_ms, event_id")
+    with db.engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO sales ({cols}) VALUES ({row})"))  # noqa: S608
+    db.migrate()
+    with db.engine.begin() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT receipt_no FROM sales")).all() == [("T2-000001",)]
+        conn.execute(text(f"INSERT INTO sales ({cols}) VALUES "  # noqa: S608
+                          f"({row.replace('s1', 's2').replace('T2-000001', 'T2-000001-S2')})"))
+        assert conn.execute(text("SELECT COUNT(*) FROM sales WHERE device_id = 2 "
+                                 "AND receipt_seq = 1")).scalar() == 2
+    db.dispose()
 
 
 def test_restart_on_the_same_data_dir_keeps_everything(app_factory, data_dir, node, client, cashier,
@@ -44,7 +71,7 @@ def test_restart_on_the_same_data_dir_keeps_everything(app_factory, data_dir, no
 
     again = app_factory(data_dir)  # a second create_app on the same data dir
     node2 = again.extensions["lanpos_node"]
-    assert sql(node2, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert sql(node2, "SELECT version_num FROM alembic_version") == [(f"{SCHEMA_VERSION:04d}",)]
     after = {t: sql(node2, f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}  # noqa: S608
     assert after["audit_log"] == counts["audit_log"] + 1  # + node.started
     assert {t: n for t, n in after.items() if t not in ("audit_log", "node_state")} == \

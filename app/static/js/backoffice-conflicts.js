@@ -13,7 +13,7 @@
 
   const S = { status: "open", list: [], names: new Map(), current: null, seq: 0 };
 
-  const KIND = { oversell: "Oversell", edit_rejected: "Edit rejected" };
+  const KIND = { oversell: "Oversell", edit_rejected: "Edit rejected", receipt_reused: "Receipt reused" };
 
   async function load() {
     const mySeq = ++S.seq;
@@ -64,6 +64,9 @@
       });
       return "wanted " + (changes.join(", ") || "a change") + " on version " + d.base_version +
         "; version " + d.current_version + " by " + ((d.winner && d.winner.user) || "?") + " stands";
+    }
+    if (c.kind === "receipt_reused") {
+      return "printed receipt " + d.receipt_no + " again; filed as " + d.filed_as;
     }
     return JSON.stringify(d);
   }
