@@ -171,9 +171,8 @@ def alternate_receipt_no(receipt_no: str, sale_id: str) -> str:
     return f"{receipt_no}-{sale_id[:4].upper()}"
 
 
-def _journaled(session: Session, event_id: str) -> bool:
-    return session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == event_id)) \
-        is not None
+def _journal_position(session: Session, event_id: str) -> int | None:
+    return session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == event_id))
 
 
 def _claim(session: Session, ev: Event, column: Any, value: str | None,
@@ -190,7 +189,9 @@ def _claim(session: Session, ev: Event, column: Any, value: str | None,
     holder = session.scalar(select(Sale).where(column == value))
     if holder is None or holder.sale_id == ev.payload["sale_id"]:
         return value
-    if not _journaled(session, holder.event_id) and _journaled(session, ev.event_id):
+    mine = _journal_position(session, ev.event_id)
+    theirs = _journal_position(session, holder.event_id)
+    if mine is not None and (theirs is None or mine < theirs):
         setattr(holder, column.key, holder_moves_to(holder))
         session.flush()
         return value

@@ -28,6 +28,7 @@ from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Pro
 from app.models.db import Database
 from app.services import admission
 from app.services.apply import Notice, apply_event
+from app.services.apply_bulk import apply_many, chunks
 from app.services.conflicts import order_offline
 from app.services.events import (
     COMMUTATIVE_TYPES,
@@ -35,7 +36,7 @@ from app.services.events import (
     Event,
     journal_entry_dict,
 )
-from app.services.hlc import HLC
+from app.services.hlc import HLC, parse_hlc
 from app.utils.clock import wall_ms
 from app.utils.errors import ApiError, ServiceUnavailable
 
@@ -469,6 +470,7 @@ class Ledger:
                 if not _same_position(mine, prev):
                     result.diverged = True
                     return result
+            fresh: list[tuple[dict, Event]] = []
             for data in sorted(entries, key=lambda d: d["gseq"]):
                 gseq = int(data["gseq"])
                 if gseq <= last:
@@ -481,36 +483,52 @@ class Ledger:
                 if gseq != last + 1:
                     result.gap_after = last
                     break
-                ev = Event.from_dict(data)
-                if session.scalar(select(JournalEntry.gseq)
-                                  .where(JournalEntry.event_id == ev.event_id)) is not None:
-                    result.diverged = True  # we hold it elsewhere: our journal diverged
-                    break
-                outbox = session.get(OutboxEvent, ev.event_id)
-                applied = bool(outbox and outbox.applied)
-                if outbox is not None:
-                    session.delete(outbox)
-                row = JournalEntry(
-                    gseq=gseq, epoch_number=data["epoch"][0], epoch_master=data["epoch"][1],
-                    event_id=ev.event_id, origin_device=ev.origin_device,
-                    origin_seq=ev.origin_seq, hlc=ev.hlc, type=ev.type, payload=ev.payload,
-                    user=ev.user, base_version=ev.base_version, mode=ev.mode,
-                    recorded_ms=int(data.get("recorded_ms") or self.clock()))
-                session.add(row)
-                session.flush()
-                if not applied:
-                    notices += apply_event(session, ev)
-                else:
-                    _settle_mode(session, ev)
-                self.hlc.update(ev.hlc)
+                fresh.append((data, Event.from_dict(data)))
                 last = gseq
-                result.applied += 1
+            notices += self._append_entries(session, fresh, result)
+            last = result.last_gseq
             self._save_hlc(session)
             result.last_gseq = last
         if result.applied:
             self._wake_waiters()
             self.notify(notices + [("outbox_changed", {})])
         return result
+
+    def _append_entries(self, session: Session, fresh: list[tuple[dict, Event]],
+                        result: ReceiveResult) -> list[Notice]:
+        """Journal a contiguous run of a master's entries and apply them (one INSERT for
+        the journal rows, `apply_many` for the derived tables)."""
+        ids = [ev.event_id for _, ev in fresh]
+        held = {e for chunk in chunks(ids) for e in session.scalars(
+            select(JournalEntry.event_id).where(JournalEntry.event_id.in_(chunk)))}
+        if held:  # we hold one of them at another position: our journal diverged
+            fresh = fresh[:next(k for k, (_, ev) in enumerate(fresh) if ev.event_id in held)]
+            result.diverged = True
+            ids = [ev.event_id for _, ev in fresh]
+        if not fresh:
+            return []
+        applied_here = {}
+        for chunk in chunks(ids):
+            applied_here.update(session.execute(select(OutboxEvent.event_id, OutboxEvent.applied)
+                                                .where(OutboxEvent.event_id.in_(chunk))).all())
+            session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(chunk)))
+        now = self.clock()
+        session.execute(JournalEntry.__table__.insert(), [{
+            "gseq": int(data["gseq"]), "epoch_number": data["epoch"][0],
+            "epoch_master": data["epoch"][1], "event_id": ev.event_id,
+            "origin_device": ev.origin_device, "origin_seq": ev.origin_seq, "hlc": ev.hlc,
+            "type": ev.type, "payload": ev.payload, "user": ev.user,
+            "base_version": ev.base_version, "mode": ev.mode,
+            "recorded_ms": int(data.get("recorded_ms") or now)} for data, ev in fresh])
+        # Events this till applied when it made them only take the journal's mode.
+        for _, ev in fresh:
+            if applied_here.get(ev.event_id):
+                _settle_mode(session, ev)
+        notices = apply_many(session, [ev for _, ev in fresh if not applied_here.get(ev.event_id)])
+        self.hlc.update(max((ev.hlc for _, ev in fresh), key=parse_hlc))
+        result.applied += len(fresh)
+        result.last_gseq = int(fresh[-1][0]["gseq"])
+        return notices
 
     def entries_since(self, since: int, limit: int) -> dict:
         with self.db.read() as session:
@@ -574,8 +592,8 @@ class Ledger:
         for table in DERIVED_TABLES:
             session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
         session.flush()
-        for row in session.scalars(select(JournalEntry).order_by(JournalEntry.gseq)):
-            apply_event(session, Event.from_row(row))
+        apply_many(session, [Event.from_row(row) for row in
+                             session.scalars(select(JournalEntry).order_by(JournalEntry.gseq))])
         pending = session.scalars(select(OutboxEvent).where(OutboxEvent.applied.is_(True))).all()
         for row in order_offline(pending):
             apply_event(session, Event.from_row(row))

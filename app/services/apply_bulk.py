@@ -1,0 +1,239 @@
+"""Many journal events at once: catch-up pages, a new till's bootstrap, rebuilds.
+
+`apply_many` leaves the derived tables exactly as `apply_event` would, event by event
+(tests/integration/test_apply_bulk.py compares the two), but a run of plain inserts —
+sales, product creates, stock receipts and adjustments — costs one multi-row INSERT per
+table and one UPDATE per touched product instead of about ten ORM statements per event.
+Every other event type, and any event that needs a decision (a receipt number or
+client_ref already taken, a product this node never saw, a new category), goes through
+`apply_event`, in journal order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from app.models import Category, Payment, Product, Sale, SaleLine, StockMovement
+from app.services.apply import Notice, apply_event
+from app.services.events import Event
+
+BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust"})
+IN_CHUNK = 500  # values per IN (...) list: far below SQLite's host-parameter limit
+# A catch-up page can hold thousands of sales: the browsers need the final state, not
+# every step (stock_changed/critical_event: last per product; beyond this many sales
+# or products, one notice stands for the rest).
+NOTICE_CAP = 100
+
+
+def apply_many(session: Session, events: list[Event]) -> list[Notice]:
+    """Apply events in order; runs of plain inserts go through `_BulkRun`."""
+    notices: list[Notice] = []
+    i = 0
+    while i < len(events):
+        if events[i].type in BULK_TYPES:
+            done, got = _BulkRun(session).run(events[i:])
+            notices += got
+            i += done
+            if done:
+                continue
+        notices += apply_event(session, events[i])  # the event a run stopped at
+        i += 1
+    return coalesce(notices)
+
+
+def coalesce(notices: list[Notice]) -> list[Notice]:
+    """Final stock per product, and a bounded number of per-sale/per-product notices."""
+    last_stock: dict[str, Notice] = {}
+    last_critical: dict[str, Notice] = {}
+    kept: list[Notice] = []
+    per_name: dict[str, int] = {}
+    overflow: dict[str, Notice] = {}
+    for name, data in notices:
+        if name == "stock_changed":
+            last_stock.pop(data["sku"], None)
+            last_stock[data["sku"]] = (name, data)
+        elif name == "critical_event":
+            last_critical.pop(data["sku"], None)
+            last_critical[data["sku"]] = (name, data)
+        elif name in ("sale_created", "product_changed"):
+            per_name[name] = per_name.get(name, 0) + 1
+            if per_name[name] <= NOTICE_CAP:
+                kept.append((name, data))
+            else:
+                overflow[name] = (name, data) if name == "sale_created" else ("catalog_reloaded", {})
+        else:
+            kept.append((name, data))
+    return kept + list(overflow.values()) + list(last_stock.values()) + list(last_critical.values())
+
+
+def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
+    values = list(values)
+    for k in range(0, len(values), IN_CHUNK):
+        yield values[k:k + IN_CHUNK]
+
+
+class _BulkRun:
+    """One run of bulk-able events: read what they touch once, write it all at the end."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.stock: dict[str, int] = {}
+        self.names: dict[str, str] = {}
+        self.changed: set[str] = set()
+        self.categories: dict[str, int] = {}
+        self.sales: list[dict] = []
+        self.lines: list[dict] = []
+        self.payments: list[dict] = []
+        self.movements: list[dict] = []
+        self.products: list[dict] = []
+        self.notices: list[Notice] = []
+
+    def run(self, events: list[Event]) -> tuple[int, list[Notice]]:
+        """Apply the longest bulk-able prefix of `events`; return (how many, notices)."""
+        run = []
+        for ev in events:
+            if ev.type not in BULK_TYPES:
+                break
+            run.append(ev)
+        self.session.flush()  # pending ORM changes first: we read the tables directly
+        self._prefetch(run)
+        done = 0
+        for ev in run:
+            if not self._take(ev):
+                break
+            done += 1
+        self._write()
+        return done, self.notices
+
+    # ------------------------------------------------------------------ reading
+    def _prefetch(self, run: list[Event]) -> None:
+        s = self.session
+        skus: set[str] = set()
+        sale_ids, receipts, refs = [], [], []
+        for ev in run:
+            p = ev.payload
+            if ev.type == "sale.create":
+                skus.update(line["sku"] for line in p["lines"])
+                sale_ids.append(p["sale_id"])
+                receipts.append(p["receipt_no"])
+                if p.get("client_ref"):
+                    refs.append(p["client_ref"])
+            else:
+                skus.add(p["sku"])
+        for chunk in chunks(skus):
+            for sku, stock, name in s.execute(select(Product.sku, Product.stock, Product.name)
+                                              .where(Product.sku.in_(chunk))):
+                self.stock[sku], self.names[sku] = stock, name
+        self.sale_ids = {x for c in chunks(sale_ids)
+                         for x in s.scalars(select(Sale.sale_id).where(Sale.sale_id.in_(c)))}
+        self.receipts = {x for c in chunks(receipts)
+                         for x in s.scalars(select(Sale.receipt_no).where(Sale.receipt_no.in_(c)))}
+        self.refs = {x for c in chunks(refs)
+                     for x in s.scalars(select(Sale.client_ref).where(Sale.client_ref.in_(c)))}
+        self.categories = dict(s.execute(select(Category.name, Category.id)).all())
+
+    # ------------------------------------------------------------------ deciding
+    def _take(self, ev: Event) -> bool:
+        """Queue the rows of one event; False if it needs `apply_event` instead."""
+        p = ev.payload
+        if ev.type == "sale.create":
+            return self._sale(ev, p)
+        if ev.type == "product.create":
+            return self._product(ev, p)
+        if p["sku"] not in self.stock:
+            return False  # apply_event keeps the movement on a placeholder product
+        kind = "receive" if ev.type == "stock.receive" else "adjust"
+        self._move(ev, [(p["sku"], int(p["quantity"]))], kind, p.get("reason"))
+        return True
+
+    def _sale(self, ev: Event, p: dict) -> bool:
+        if p["sale_id"] in self.sale_ids:
+            return True  # applied already: nothing to do, as in apply._sale_create
+        ref = p.get("client_ref")
+        if p["receipt_no"] in self.receipts or (ref and ref in self.refs) \
+                or any(line["sku"] not in self.stock for line in p["lines"]):
+            return False
+        self.sale_ids.add(p["sale_id"])
+        self.receipts.add(p["receipt_no"])
+        if ref:
+            self.refs.add(ref)
+        self.sales.append({
+            "sale_id": p["sale_id"], "receipt_no": p["receipt_no"], "device_id": p["device_id"],
+            "receipt_seq": p["receipt_seq"], "client_ref": ref, "cashier": p["cashier"],
+            "approver": p.get("approver"), "status": "completed",
+            "subtotal_cents": p["subtotal_cents"], "discount_cents": p["discount_cents"],
+            "total_cents": p["total_cents"], "tax_cents": p["tax_cents"],
+            "tax_by_rate": p["tax_by_rate"], "paid_cents": p["paid_cents"],
+            "change_cents": p["change_cents"], "refunded_cents": 0, "mode": ev.mode,
+            "created_ms": p["created_ms"], "event_id": ev.event_id,
+        })
+        self.lines += [{
+            "sale_id": p["sale_id"], "line_no": no, "sku": line["sku"], "name": line["name"],
+            "quantity": line["quantity"], "unit_price_cents": line["unit_price_cents"],
+            "discount_cents": line["discount_cents"], "tax_rate_bp": line["tax_rate_bp"],
+            "total_cents": line["total_cents"], "refunded_qty": 0,
+        } for no, line in enumerate(p["lines"], start=1)]
+        self._move(ev, [(line["sku"], -int(line["quantity"])) for line in p["lines"]], "sale")
+        self.payments += [{
+            "sale_id": p["sale_id"], "method": pay["method"], "amount_cents": pay["amount_cents"],
+            "tendered_cents": pay.get("tendered_cents"), "change_cents": pay.get("change_cents", 0),
+        } for pay in p["payments"]]
+        self.notices.append(("sale_created", {"sale_id": p["sale_id"], "receipt_no": p["receipt_no"],
+                                              "device_id": p["device_id"],
+                                              "total_cents": p["total_cents"]}))
+        return True
+
+    def _product(self, ev: Event, p: dict) -> bool:
+        if p["sku"] in self.stock:
+            return True  # first create wins, as in apply._product_create
+        category = p.get("category")
+        if category and category not in self.categories:
+            return False  # apply_event creates the category
+        self.products.append({
+            "sku": p["sku"], "name": p["name"], "name_lower": p["name"].lower(),
+            "barcode": p.get("barcode"), "category_id": self.categories.get(category) if category else None,
+            "price_cents": p["price_cents"], "tax_rate_bp": p.get("tax_rate_bp", 0),
+            "active": p.get("active", True), "low_stock_threshold": p.get("low_stock_threshold", 5),
+            "version": 1, "stock": 0, "updated_by": ev.user, "updated_event": ev.event_id,
+        })
+        self.stock[p["sku"]], self.names[p["sku"]] = 0, p["name"]
+        self.notices.append(("product_changed", {"sku": p["sku"]}))
+        if p.get("stock"):
+            self._move(ev, [(p["sku"], int(p["stock"]))], "receive", "initial stock")
+        return True
+
+    def _move(self, ev: Event, moves: list[tuple[str, int]], kind: str,
+              reason: str | None = None) -> None:
+        """As apply.move_stock_many: a movement row per move, the product's sum in step."""
+        created_ms = int(ev.payload.get("created_ms") or 0)
+        for sku, delta in moves:
+            self.movements.append({"event_id": ev.event_id, "sku": sku, "delta": delta,
+                                   "kind": kind, "reason": reason, "device_id": ev.origin_device,
+                                   "user": ev.user, "created_ms": created_ms})
+            stock = self.stock[sku] = self.stock[sku] + delta
+            self.changed.add(sku)
+            self.notices.append(("stock_changed", {"sku": sku, "stock": stock}))
+            if delta < 0 and stock <= 0:
+                self.notices.append(("critical_event", {
+                    "kind": "sold_out" if stock == 0 else "oversold",
+                    "sku": sku, "name": self.names[sku], "stock": stock}))
+
+    # ------------------------------------------------------------------ writing
+    def _write(self) -> None:
+        conn = self.session.connection()
+        # Products first: the other tables reference them.
+        for table, rows in ((Product, self.products), (Sale, self.sales),
+                            (SaleLine, self.lines), (Payment, self.payments),
+                            (StockMovement, self.movements)):
+            if rows:
+                conn.execute(table.__table__.insert(), rows)
+        if self.changed:
+            table = Product.__table__
+            conn.execute(update(table).where(table.c.sku == bindparam("b_sku"))
+                         .values(stock=bindparam("b_stock")),
+                         [{"b_sku": sku, "b_stock": self.stock[sku]} for sku in self.changed])
+        if self.products or self.sales or self.changed:
+            self.session.expire_all()  # ORM objects loaded earlier must see the new rows
