@@ -83,6 +83,7 @@ class _BulkRun:
         self.stock: dict[str, int] = {}
         self.names: dict[str, str] = {}
         self.changed: set[str] = set()
+        self.placeholders: set[str] = set()
         self.categories: dict[str, int] = {}
         self.sales: list[dict] = []
         self.lines: list[dict] = []
@@ -124,9 +125,12 @@ class _BulkRun:
             else:
                 skus.add(p["sku"])
         for chunk in chunks(skus):
-            for sku, stock, name in s.execute(select(Product.sku, Product.stock, Product.name)
-                                              .where(Product.sku.in_(chunk))):
+            for sku, stock, name, made_by in s.execute(
+                    select(Product.sku, Product.stock, Product.name, Product.updated_event)
+                    .where(Product.sku.in_(chunk))):
                 self.stock[sku], self.names[sku] = stock, name
+                if made_by is None:  # see apply.is_placeholder
+                    self.placeholders.add(sku)
         self.sale_ids = {x for c in chunks(sale_ids)
                          for x in s.scalars(select(Sale.sale_id).where(Sale.sale_id.in_(c)))}
         self.receipts = {x for c in chunks(receipts)
@@ -187,6 +191,8 @@ class _BulkRun:
         return True
 
     def _product(self, ev: Event, p: dict) -> bool:
+        if p["sku"] in self.placeholders:
+            return False  # apply_event fills the placeholder in
         if p["sku"] in self.stock:
             return True  # first create wins, as in apply._product_create
         category = p.get("category")

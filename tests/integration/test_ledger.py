@@ -200,3 +200,28 @@ def test_regression_a_till_that_lost_its_disk_and_prints_a_receipt_again_blocks_
                                     "filed_as": "T2-000001-B2B2", "other_sale_id": "a1" * 16}
     with wiped.db.read() as s:
         assert s.scalar(select(func.count()).select_from(ConflictRecord)) == 1
+
+
+def test_regression_chaos_seed_3049_a_dropped_tail_that_held_the_catalog_keeps_initial_stock(
+        tmp_path):
+    """Chaos seed 3049: till 3 followed a wiped master with a new journal and dropped its
+    whole journal into the outbox. The rebuild applied the outbox's sales (product
+    creates are not applied from an outbox), which made placeholder products; when the
+    real master's journal brought the creates back, "first create wins" skipped them:
+    no name, inactive, and no initial stock (stock short by it for good)."""
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    master.execute(product(master, stock=5))
+    master.execute(sale_event(master, 1, qty=2))
+    till = make_ledger(tmp_path, 3)
+    till.receive_entries(master.entries_since(0, 100)["entries"])
+    assert stock(till) == 3
+
+    assert till.truncate_after(0, "diverged from a wiped master") == 2
+    assert stock(till) == -2          # the placeholder: only the outbox's sale applied
+    till.receive_entries(master.entries_since(0, 100)["entries"])
+    with till.db.read() as s:
+        p = s.get(Product, "A")
+        assert (p.name, p.active, p.stock, p.version) == ("A", True, 3, 1)
+    assert stock(master) == 3 and count(till, OutboxEvent) == 0
+    assert receipts(till) == receipts(master)
