@@ -632,6 +632,8 @@ class ClusterRuntime:
                 ledger.forget_outbox(rejected, "rejected by the master")
             if any(a.get("status") == "not_master" for a in acks):
                 raise LinkDown("master is not sequencing")
+            if any(a.get("status") == "deferred" for a in acks):
+                self._retry_soon()  # after the events they wait for are journaled
             pushed += len(events)
             self._audit("sync.resubmitted", {"master_id": link.device_id, "events": len(events),
                                              "acks": _count(a.get("status") for a in acks)})

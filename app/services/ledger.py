@@ -237,7 +237,7 @@ class Ledger:
             if self.isolated and ev.type in COMMUTATIVE_TYPES:
                 ev.mode = "offline"  # may land in a losing tail: never refuse, say so
             ack = self.sequence([ev])[0]
-            if ack.get("status") != "not_master":
+            if ack.get("status") not in ("not_master", "deferred"):
                 return self._outcome_from_ack(ev, ack)
             # We stopped sequencing between the check and the journal (stepped down, a
             # new term is catching up, or our lease lapsed): nothing was journaled, so
@@ -352,6 +352,9 @@ class Ledger:
             try:
                 with session.begin_nested():
                     ack, rows, ev_notices = self._sequence_one(session, ev, last)
+            except admission.NotYet as exc:
+                ack = {"status": "deferred", "event_id": ev.event_id, "reason": str(exc)}
+                rows, ev_notices = [], []
             except ApiError as exc:
                 ack = {"status": "refused", "event_id": ev.event_id,
                        "error": {**exc.to_dict()["error"], "status": exc.status}}
@@ -600,8 +603,10 @@ class Ledger:
 
     def outbox_events(self, limit: int = 500) -> list[Event]:
         with self.db.read() as session:
-            rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.created_ms,
-                                                                OutboxEvent.origin_seq)
+            # Causal order: a refund after its sale, even when the sale came back into
+            # the outbox later (a dropped journal tail).
+            rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.hlc,
+                                                                OutboxEvent.event_id)
                                    .limit(limit)).all()
             return [Event.from_row(r) for r in rows]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app.models import ConflictRecord, JournalEntry, OutboxEvent, Product, Sale
+from app.models import ConflictRecord, JournalEntry, OutboxEvent, Product, Refund, Sale
 from app.services.ledger import Ledger, LinkDown
 from app.utils.errors import ApiError
 from tests.ledgers import ledger_at, make_ledger, product_event, sale_event
@@ -225,3 +225,42 @@ def test_regression_chaos_seed_3049_a_dropped_tail_that_held_the_catalog_keeps_i
         assert (p.name, p.active, p.stock, p.version) == ("A", True, 3, 1)
     assert stock(master) == 3 and count(till, OutboxEvent) == 0
     assert receipts(till) == receipts(master)
+
+
+def test_regression_chaos_seed_3037_a_refund_is_never_journaled_before_its_sale(tmp_path):
+    """Chaos seed 3037: till 3 sold offline and refunded that sale offline; after a
+    partition its sale came back into the outbox later than the refund, the master got
+    the refund first and journaled it before the sale. Every node that applied the
+    journal skipped the refund (no such sale yet); the tills that had applied both from
+    their outbox kept it: stock differed for good. Now the master defers the refund until
+    the sale is journaled, and a till pushes its outbox in causal (HLC) order."""
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    master.execute(product(master, stock=5))
+    till = make_ledger(tmp_path, 3)
+    till.receive_entries(master.entries_since(0, 100)["entries"])
+    sale_ev = sale_event(till, 1)
+    assert till.execute(sale_ev).status == "offline"
+    refund = till.new_event("sale.refund", {
+        "refund_id": "r" * 32, "sale_id": sale_ev.payload["sale_id"], "method": "cash",
+        "lines": [{"sku": "A", "quantity": 1, "amount_cents": 100}], "amount_cents": 100,
+        "tax_cents": 7, "approver": None, "reason": "chaos refund"}, "c")
+    assert till.execute(refund).status == "offline"
+    assert stock(till) == 5
+
+    # The refund reaches the master first: neither journaled nor refused.
+    ack = master.sequence([refund], from_device=3)[0]
+    assert ack["status"] == "deferred"
+    assert [e["type"] for e in master.entries_since(0, 100)["entries"]] == ["product.create"]
+
+    # The sale came back into the outbox later than the refund (a dropped tail):
+    # the push still sends the sale first.
+    with till.db.write() as s:
+        s.get(OutboxEvent, sale_ev.event_id).created_ms += 60_000
+    pending = till.outbox_events()
+    assert [e.type for e in pending] == ["sale.create", "sale.refund"]
+    acks = master.sequence(pending, from_device=3)
+    assert [a["status"] for a in acks] == ["accepted", "accepted"]
+    till.receive_entries(master.entries_since(1, 100)["entries"])
+    assert stock(master) == stock(till) == 5
+    assert count(master, Refund) == count(till, Refund) == 1 and count(till, OutboxEvent) == 0
