@@ -80,7 +80,11 @@ def test_regression_paused_master_sequences_after_wake(make_cluster):
     acked = [r.json()["sale_id"] for r in results if not isinstance(r, Exception) and r.status_code == 201]
     rows = cluster[2].query("SELECT payload FROM journal WHERE type='sale.create'")
     ids = [json.loads(p)["sale_id"] for (p,) in rows]
-    assert all(ids.count(s) == 1 for s in acked)
+    wrong = {s: ids.count(s) for s in acked if ids.count(s) != 1}
+    assert not wrong, (
+        f"acknowledged sales journaled other than once: {wrong}; answers "
+        f"{[r if isinstance(r, Exception) else (r.status_code, r.json()) for r in results]}\n"
+        f"till 1 log:\n{cluster[1].tail_log()}")
 
 
 # ------------------------------------------------------------- common prefix
