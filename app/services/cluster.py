@@ -191,7 +191,7 @@ class ClusterRuntime:
         self._fenced_until_ms = 0
         self._sync_lock = threading.Lock()
         self._retry_pending = False
-        self._sync_again: str | None = None
+        self._sync_wanted: str | None = None
         self._http_peers: dict[str, HttpPeer] = {}
         # Audit chain heads: as peers announce them, and how far our copies reach.
         self._peer_audit_seq: dict[int, int] = {}
@@ -526,16 +526,18 @@ class ClusterRuntime:
         One round at a time; a request that arrives during a round (a new master, a
         link coming up) is not dropped: the round runs once more when it ends.
         """
-        if not self._sync_lock.acquire(blocking=False):
-            self._sync_again = reason
-            return
-        try:
-            while reason is not None:
-                self._sync_again = None
-                self._sync_once(reason)
-                reason = self._sync_again
-        finally:
-            self._sync_lock.release()
+        self._sync_wanted = reason
+        # Whoever holds the lock looks at _sync_wanted again after releasing it, so a
+        # request made while it held the lock is never lost.
+        while self._sync_wanted is not None:
+            if not self._sync_lock.acquire(blocking=False):
+                return
+            try:
+                wanted, self._sync_wanted = self._sync_wanted, None
+                if wanted is not None:
+                    self._sync_once(wanted)
+            finally:
+                self._sync_lock.release()
 
     def _sync_once(self, reason: str) -> None:
         try:
