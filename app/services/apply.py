@@ -152,7 +152,22 @@ def _sale_create(session: Session, ev: Event) -> list[Notice]:
                         lambda sale: alternate_receipt_no(sale.receipt_no, sale.sale_id),
                         alternate_receipt_no(p["receipt_no"], p["sale_id"]))
     client_ref = _claim(session, ev, Sale.client_ref, p.get("client_ref"), lambda _sale: None, None)
-    session.execute(insert(Sale), [{
+    sale, lines, payments = sale_rows(ev, receipt_no, client_ref)
+    session.execute(insert(Sale), [sale])
+    session.execute(insert(SaleLine), lines)
+    notices = move_stock_many(session, ev, [(line["sku"], -int(line["quantity"]))
+                                            for line in p["lines"]], "sale")
+    session.execute(insert(Payment), payments)
+    notices.append(("sale_created", {"sale_id": p["sale_id"], "receipt_no": p["receipt_no"],
+                                     "device_id": p["device_id"], "total_cents": p["total_cents"]}))
+    return notices
+
+
+def sale_rows(ev: Event, receipt_no: str, client_ref: str | None
+              ) -> tuple[dict, list[dict], list[dict]]:
+    """The rows of a sale.create: sales, sale_lines, payments (both apply paths use them)."""
+    p = ev.payload
+    sale = {
         "sale_id": p["sale_id"], "receipt_no": receipt_no, "device_id": p["device_id"],
         "receipt_seq": p["receipt_seq"], "client_ref": client_ref, "cashier": p["cashier"],
         "approver": p.get("approver"), "status": "completed",
@@ -161,22 +176,18 @@ def _sale_create(session: Session, ev: Event) -> list[Notice]:
         "tax_by_rate": p["tax_by_rate"], "paid_cents": p["paid_cents"],
         "change_cents": p["change_cents"], "refunded_cents": 0, "mode": ev.mode,
         "created_ms": p["created_ms"], "event_id": ev.event_id,
-    }])
-    session.execute(insert(SaleLine), [{
+    }
+    lines = [{
         "sale_id": p["sale_id"], "line_no": no, "sku": line["sku"], "name": line["name"],
         "quantity": line["quantity"], "unit_price_cents": line["unit_price_cents"],
         "discount_cents": line["discount_cents"], "tax_rate_bp": line["tax_rate_bp"],
         "total_cents": line["total_cents"], "refunded_qty": 0,
-    } for no, line in enumerate(p["lines"], start=1)])
-    notices = move_stock_many(session, ev, [(line["sku"], -int(line["quantity"]))
-                                            for line in p["lines"]], "sale")
-    session.execute(insert(Payment), [{
+    } for no, line in enumerate(p["lines"], start=1)]
+    payments = [{
         "sale_id": p["sale_id"], "method": pay["method"], "amount_cents": pay["amount_cents"],
         "tendered_cents": pay.get("tendered_cents"), "change_cents": pay.get("change_cents", 0),
-    } for pay in p["payments"]])
-    notices.append(("sale_created", {"sale_id": p["sale_id"], "receipt_no": p["receipt_no"],
-                                     "device_id": p["device_id"], "total_cents": p["total_cents"]}))
-    return notices
+    } for pay in p["payments"]]
+    return sale, lines, payments
 
 
 def alternate_receipt_no(receipt_no: str, sale_id: str) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Category, Payment, Product, Sale, SaleLine, StockMovement
-from app.services.apply import Notice, apply_event
+from app.services.apply import Notice, apply_event, sale_rows
 from app.services.events import Event
 
 BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust"})
@@ -164,27 +164,11 @@ class _BulkRun:
         self.receipts.add(p["receipt_no"])
         if ref:
             self.refs.add(ref)
-        self.sales.append({
-            "sale_id": p["sale_id"], "receipt_no": p["receipt_no"], "device_id": p["device_id"],
-            "receipt_seq": p["receipt_seq"], "client_ref": ref, "cashier": p["cashier"],
-            "approver": p.get("approver"), "status": "completed",
-            "subtotal_cents": p["subtotal_cents"], "discount_cents": p["discount_cents"],
-            "total_cents": p["total_cents"], "tax_cents": p["tax_cents"],
-            "tax_by_rate": p["tax_by_rate"], "paid_cents": p["paid_cents"],
-            "change_cents": p["change_cents"], "refunded_cents": 0, "mode": ev.mode,
-            "created_ms": p["created_ms"], "event_id": ev.event_id,
-        })
-        self.lines += [{
-            "sale_id": p["sale_id"], "line_no": no, "sku": line["sku"], "name": line["name"],
-            "quantity": line["quantity"], "unit_price_cents": line["unit_price_cents"],
-            "discount_cents": line["discount_cents"], "tax_rate_bp": line["tax_rate_bp"],
-            "total_cents": line["total_cents"], "refunded_qty": 0,
-        } for no, line in enumerate(p["lines"], start=1)]
+        sale, lines, payments = sale_rows(ev, p["receipt_no"], ref)
+        self.sales.append(sale)
+        self.lines += lines
+        self.payments += payments
         self._move(ev, [(line["sku"], -int(line["quantity"])) for line in p["lines"]], "sale")
-        self.payments += [{
-            "sale_id": p["sale_id"], "method": pay["method"], "amount_cents": pay["amount_cents"],
-            "tendered_cents": pay.get("tendered_cents"), "change_cents": pay.get("change_cents", 0),
-        } for pay in p["payments"]]
         self.notices.append(("sale_created", {"sale_id": p["sale_id"], "receipt_no": p["receipt_no"],
                                               "device_id": p["device_id"],
                                               "total_cents": p["total_cents"]}))
