@@ -355,12 +355,13 @@ class ClusterRuntime:
             if link is not None:  # our own address reached us (e.g. via discovery)
                 link.stop()
             return
-        if link is not None:
-            link.device_id = hb.device_id
         if isinstance(body.get("audit_seq"), int):
             self._peer_audit_seq[hb.device_id] = body["audit_seq"]
+        if link is not None:
+            link.device_id = hb.device_id
         elif self.cfg.learn_peers and not any(lk.device_id == hb.device_id
                                               for lk in self.links.values()):
+            # A heartbeat from a till we have no link to: link back to it.
             port = body.get("port")
             host = remote_addr.rsplit(":", 1)[0] if ":" in remote_addr else remote_addr
             if isinstance(port, int):

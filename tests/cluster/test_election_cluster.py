@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.cluster.harness import NodeProc, free_port
+from tests.cluster.harness import Cluster, NodeProc, free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -96,3 +96,24 @@ def test_node_with_the_wrong_secret_is_refused_and_never_counted(make_cluster, t
         assert r.status_code == 401 and r.json()["error"]["code"] == "NODE_UNAUTHORIZED"
     finally:
         intruder.kill()
+
+
+def test_a_till_links_back_to_a_till_that_only_it_was_not_told_about(tmp_path):
+    """Till 1 starts with no peers; till 2 knows till 1. Till 1 learns till 2 from its
+    heartbeats and links back (regression: reading the heartbeat's audit_seq had turned
+    the learning branch into the else of that check, so a till never linked back)."""
+    cluster = Cluster(2, str(tmp_path / "c"))
+    cluster[1].peers = []
+    try:
+        cluster.start()
+        want = f"127.0.0.1:{cluster[2].port}"
+        deadline = time.monotonic() + 15
+        nodes: list = []
+        while time.monotonic() < deadline:
+            nodes = cluster[1].cluster()["nodes"]
+            if any(n["device_id"] == 2 and n["alive"] and n["address"] == want for n in nodes):
+                break
+            time.sleep(0.3)
+        assert any(n["device_id"] == 2 and n["address"] == want for n in nodes), nodes
+    finally:
+        cluster.stop()
