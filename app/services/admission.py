@@ -21,6 +21,7 @@ from app.models import (
     SaleLine,
     User,
 )
+from app.services.apply import REFILED
 from app.services.conflicts import SaleDecision, decide_edit, decide_sale
 from app.services.events import Event
 from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
@@ -173,17 +174,17 @@ def after_apply(session: Session, ev: Event, decision: Any) -> list[dict]:
             "decision": "sale kept (made offline, goods already left); stock went negative — "
                         "recount and adjust",
         })
-    sale = session.get(Sale, ev.payload.get("sale_id"))
-    printed = ev.payload.get("receipt_no")
-    if sale is not None and sale.receipt_no != printed:
-        holder = session.scalar(select(Sale.sale_id).where(Sale.receipt_no == printed))
+    refiled = session.info.get(REFILED, {}).pop(ev.payload["sale_id"], None)
+    if refiled is not None:  # the applier filed it under another number (apply._settle_clash)
+        filed_as, holder = refiled
+        printed = ev.payload["receipt_no"]
         records.append({
             "conflict_id": uuid.uuid4().hex, "kind": "receipt_reused", "sku": None,
             "event_id": ev.event_id, "origin_device": ev.origin_device, "user": ev.user,
-            "details": {"sale_id": sale.sale_id, "receipt_no": printed,
-                        "filed_as": sale.receipt_no, "other_sale_id": holder},
+            "details": {"sale_id": ev.payload["sale_id"], "receipt_no": printed,
+                        "filed_as": filed_as, "other_sale_id": holder},
             "decision": f"till {ev.origin_device} printed {printed} twice (it lost its data); "
-                        f"both sales kept, this one filed as {sale.receipt_no}",
+                        f"both sales kept, this one filed as {filed_as}",
         })
     return records
 

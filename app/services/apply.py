@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -146,12 +146,16 @@ def _stock_adjust(session: Session, ev: Event) -> list[Notice]:
 def _sale_create(session: Session, ev: Event) -> list[Notice]:
     """The checkout hot path: plain multi-row INSERTs, no ORM unit of work per line."""
     p = ev.payload
-    if session.scalar(select(Sale.sale_id).where(Sale.sale_id == p["sale_id"])) is not None:
+    ref = p.get("client_ref")
+    same = [Sale.sale_id == p["sale_id"], Sale.receipt_no == p["receipt_no"]]
+    if ref:
+        same.append(Sale.client_ref == ref)
+    holders = session.scalars(select(Sale).where(or_(*same))).all()  # one query, usually empty
+    if any(h.sale_id == p["sale_id"] for h in holders):
         return []
-    receipt_no = _claim(session, ev, Sale.receipt_no, p["receipt_no"],
-                        lambda sale: alternate_receipt_no(sale.receipt_no, sale.sale_id),
-                        alternate_receipt_no(p["receipt_no"], p["sale_id"]))
-    client_ref = _claim(session, ev, Sale.client_ref, p.get("client_ref"), lambda _sale: None, None)
+    receipt_no, client_ref = p["receipt_no"], ref
+    for holder in holders:
+        receipt_no, client_ref = _settle_clash(session, ev, holder, receipt_no, client_ref)
     sale, lines, payments = sale_rows(ev, receipt_no, client_ref)
     session.execute(insert(Sale), [sale])
     session.execute(insert(SaleLine), lines)
@@ -199,27 +203,36 @@ def _journal_position(session: Session, event_id: str) -> int | None:
     return session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == event_id))
 
 
-def _claim(session: Session, ev: Event, column: Any, value: str | None,
-           holder_moves_to: Callable[[Sale], str | None], we_move_to: str | None) -> str | None:
-    """A unique sale column (receipt number, client_ref) that another sale already holds.
+REFILED = "refiled_receipts"  # session.info key: sale_id -> (filed_as, other sale_id)
+
+
+def _settle_clash(session: Session, ev: Event, holder: Sale, receipt_no: str,
+                  client_ref: str | None) -> tuple[str, str | None]:
+    """Another sale holds this sale's receipt number or client_ref.
 
     Only a till that lost its disk prints a number twice. The value belongs to the
     sale earlier in the journal, the same on every node: a journaled sale beats one
     still in this till's outbox (which the master will journal later), otherwise the
-    holder was here first. The loser keeps its sale under another value.
+    holder was here first. The loser keeps its sale under a suffixed receipt number
+    (and without the idempotency key); `admission.after_apply` records the conflict.
     """
-    if value is None:
-        return None
-    holder = session.scalar(select(Sale).where(column == value))
-    if holder is None or holder.sale_id == ev.payload["sale_id"]:
-        return value
     mine = _journal_position(session, ev.event_id)
     theirs = _journal_position(session, holder.event_id)
-    if mine is not None and (theirs is None or mine < theirs):
-        setattr(holder, column.key, holder_moves_to(holder))
-        session.flush()
-        return value
-    return we_move_to
+    we_win = mine is not None and (theirs is None or mine < theirs)
+    sale_id = ev.payload["sale_id"]
+    if holder.receipt_no == receipt_no:
+        if we_win:
+            holder.receipt_no = alternate_receipt_no(holder.receipt_no, holder.sale_id)
+        else:
+            receipt_no = alternate_receipt_no(receipt_no, sale_id)
+            session.info.setdefault(REFILED, {})[sale_id] = (receipt_no, holder.sale_id)
+    if client_ref is not None and holder.client_ref == client_ref:
+        if we_win:
+            holder.client_ref = None
+        else:
+            client_ref = None
+    session.flush()
+    return receipt_no, client_ref
 
 
 def _give_back(session: Session, ev: Event, kind: str) -> list[Notice]:
