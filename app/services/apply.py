@@ -53,7 +53,6 @@ def move_stock_many(session: Session, ev: Event, moves: list[tuple[str, int]], k
     """Record stock movements (one INSERT for all) and keep each product's cached sum in step."""
     notices: list[Notice] = []
     rows = []
-    created_ms = int(ev.payload.get("created_ms") or 0)
     for sku, delta in moves:
         product = session.get(Product, sku)  # usually in the identity map already (admission)
         if product is None:  # an event about a product this node never saw: keep the movement
@@ -61,18 +60,28 @@ def move_stock_many(session: Session, ev: Event, moves: list[tuple[str, int]], k
                               tax_rate_bp=0, active=False, stock=0, version=1)
             session.add(product)
             session.flush()
-        rows.append({"event_id": ev.event_id, "sku": sku, "delta": delta, "kind": kind,
-                     "reason": reason, "device_id": ev.origin_device, "user": ev.user,
-                     "created_ms": created_ms})
+        rows.append(movement_row(ev, sku, delta, kind, reason))
         product.stock += delta
-        notices.append(("stock_changed", {"sku": sku, "stock": product.stock}))
-        if delta < 0 and product.stock <= 0:
-            notices.append(("critical_event", {
-                "kind": "sold_out" if product.stock == 0 else "oversold",
-                "sku": sku, "name": product.name, "stock": product.stock,
-            }))
+        notices += stock_notices(sku, product.name, delta, product.stock)
     if rows:
         session.execute(insert(StockMovement), rows)
+    return notices
+
+
+def movement_row(ev: Event, sku: str, delta: int, kind: str, reason: str | None
+                 ) -> dict[str, Any]:
+    return {"event_id": ev.event_id, "sku": sku, "delta": delta, "kind": kind,
+            "reason": reason, "device_id": ev.origin_device, "user": ev.user,
+            "created_ms": int(ev.payload.get("created_ms") or 0)}
+
+
+def stock_notices(sku: str, name: str, delta: int, stock: int) -> list[Notice]:
+    """What the browsers hear when a product's stock moves: its new level, and a
+    critical event when a sale takes it to zero or below."""
+    notices: list[Notice] = [("stock_changed", {"sku": sku, "stock": stock})]
+    if delta < 0 and stock <= 0:
+        notices.append(("critical_event", {"kind": "sold_out" if stock == 0 else "oversold",
+                                           "sku": sku, "name": name, "stock": stock}))
     return notices
 
 

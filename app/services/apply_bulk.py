@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Category, Payment, Product, Sale, SaleLine, StockMovement
-from app.services.apply import Notice, apply_event, sale_rows
+from app.services.apply import Notice, apply_event, movement_row, sale_rows, stock_notices
 from app.services.events import Event
 
 BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust"})
@@ -198,18 +198,11 @@ class _BulkRun:
     def _move(self, ev: Event, moves: list[tuple[str, int]], kind: str,
               reason: str | None = None) -> None:
         """As apply.move_stock_many: a movement row per move, the product's sum in step."""
-        created_ms = int(ev.payload.get("created_ms") or 0)
         for sku, delta in moves:
-            self.movements.append({"event_id": ev.event_id, "sku": sku, "delta": delta,
-                                   "kind": kind, "reason": reason, "device_id": ev.origin_device,
-                                   "user": ev.user, "created_ms": created_ms})
-            stock = self.stock[sku] = self.stock[sku] + delta
+            self.movements.append(movement_row(ev, sku, delta, kind, reason))
+            self.stock[sku] += delta
             self.changed.add(sku)
-            self.notices.append(("stock_changed", {"sku": sku, "stock": stock}))
-            if delta < 0 and stock <= 0:
-                self.notices.append(("critical_event", {
-                    "kind": "sold_out" if stock == 0 else "oversold",
-                    "sku": sku, "name": self.names[sku], "stock": stock}))
+            self.notices += stock_notices(sku, self.names[sku], delta, self.stock[sku])
 
     # ------------------------------------------------------------------ writing
     def _write(self) -> None:
