@@ -489,9 +489,7 @@ class Ledger:
                 fresh.append((data, Event.from_dict(data)))
                 last = gseq
             notices += self._append_entries(session, fresh, result)
-            last = result.last_gseq
             self._save_hlc(session)
-            result.last_gseq = last
         if result.applied:
             self._wake_waiters()
             self.notify(notices + [("outbox_changed", {})])
@@ -510,7 +508,7 @@ class Ledger:
             ids = [ev.event_id for _, ev in fresh]
         if not fresh:
             return []
-        applied_here = {}
+        applied_here: dict[str, bool] = {}
         for chunk in chunks(ids):
             applied_here.update(session.execute(select(OutboxEvent.event_id, OutboxEvent.applied)
                                                 .where(OutboxEvent.event_id.in_(chunk))).all())
@@ -598,8 +596,7 @@ class Ledger:
         apply_many(session, [Event.from_row(row) for row in
                              session.scalars(select(JournalEntry).order_by(JournalEntry.gseq))])
         pending = session.scalars(select(OutboxEvent).where(OutboxEvent.applied.is_(True))).all()
-        for row in order_offline(pending):
-            apply_event(session, Event.from_row(row))
+        apply_many(session, [Event.from_row(row) for row in order_offline(pending)])
 
     def outbox_events(self, limit: int = 500) -> list[Event]:
         with self.db.read() as session:
