@@ -53,10 +53,8 @@ def coalesce(notices: list[Notice]) -> list[Notice]:
     overflow: dict[str, Notice] = {}
     for name, data in notices:
         if name == "stock_changed":
-            last_stock.pop(data["sku"], None)
             last_stock[data["sku"]] = (name, data)
         elif name == "critical_event":
-            last_critical.pop(data["sku"], None)
             last_critical[data["sku"]] = (name, data)
         elif name in ("sale_created", "product_changed"):
             per_name[name] = per_name.get(name, 0) + 1
@@ -66,7 +64,9 @@ def coalesce(notices: list[Notice]) -> list[Notice]:
                 overflow[name] = (name, data) if name == "sale_created" else ("catalog_reloaded", {})
         else:
             kept.append((name, data))
-    return kept + list(overflow.values()) + list(last_stock.values()) + list(last_critical.values())
+    # A sold-out alert only for products still at zero or below once the page is applied.
+    critical = [n for sku, n in last_critical.items() if last_stock.get(sku, n)[1]["stock"] <= 0]
+    return kept + list(overflow.values()) + list(last_stock.values()) + critical
 
 
 def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
