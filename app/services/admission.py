@@ -6,6 +6,7 @@ Uses the pure rules in `conflicts.py` against the master's current derived state
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,7 +23,8 @@ from app.models import (
     User,
 )
 from app.services.apply import REFILED
-from app.services.conflicts import SaleDecision, decide_edit, decide_sale
+from app.services.apply_bulk import chunks
+from app.services.conflicts import SaleDecision, Shortage, decide_edit, decide_sale
 from app.services.events import Event
 from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
 
@@ -160,20 +162,11 @@ def after_apply(session: Session, ev: Event, decision: Any) -> list[dict]:
     """Conflict records to journal after an accepted event (offline oversells)."""
     if ev.type != "sale.create" or not isinstance(decision, SaleDecision):
         return []
-    records = []
+    stock_after = {}
     for short in decision.oversold:
         product = session.get(Product, short.sku)
-        records.append({
-            "conflict_id": uuid.uuid4().hex, "kind": "oversell", "sku": short.sku,
-            "event_id": ev.event_id, "origin_device": ev.origin_device, "user": ev.user,
-            "details": {
-                "sale_id": ev.payload.get("sale_id"), "receipt_no": ev.payload.get("receipt_no"),
-                "available_before": short.available, "sold": short.requested,
-                "stock_after": product.stock if product else None,
-            },
-            "decision": "sale kept (made offline, goods already left); stock went negative — "
-                        "recount and adjust",
-        })
+        stock_after[short.sku] = product.stock if product else None
+    records = oversell_records(ev, decision.oversold, stock_after)
     refiled = session.info.get(REFILED, {}).pop(ev.payload["sale_id"], None)
     if refiled is not None:  # the applier filed it under another number (apply._settle_clash)
         filed_as, holder = refiled
@@ -187,6 +180,22 @@ def after_apply(session: Session, ev: Event, decision: Any) -> list[dict]:
                         f"both sales kept, this one filed as {filed_as}",
         })
     return records
+
+
+def oversell_records(ev: Event, oversold: tuple[Shortage, ...],
+                     stock_after: dict[str, int | None]) -> list[dict]:
+    """One conflict record per product an offline sale took below zero."""
+    return [{
+        "conflict_id": uuid.uuid4().hex, "kind": "oversell", "sku": short.sku,
+        "event_id": ev.event_id, "origin_device": ev.origin_device, "user": ev.user,
+        "details": {
+            "sale_id": ev.payload.get("sale_id"), "receipt_no": ev.payload.get("receipt_no"),
+            "available_before": short.available, "sold": short.requested,
+            "stock_after": stock_after.get(short.sku),
+        },
+        "decision": "sale kept (made offline, goods already left); stock went negative — "
+                    "recount and adjust",
+    } for short in oversold]
 
 
 def edit_conflict_record(session: Session, ev: Event, exc: ApiError) -> dict | None:
@@ -215,3 +224,116 @@ def product_snapshot(session: Session, product: Product) -> dict:
         "low_stock_threshold": product.low_stock_threshold, "version": product.version,
         "stock": product.stock,
     }
+
+
+# ---------------------------------------------------------------- a run at once
+RUN_TYPES = frozenset({"sale.create", "stock.receive", "stock.adjust"})
+
+
+@dataclass
+class RunVerdict:
+    """The master's decision on one event of a run (see `admit_run`)."""
+
+    event: Event
+    status: str  # "accept" | "duplicate" | "refuse"
+    gseq: int | None = None  # duplicate: where the journal holds it (None: by client_ref)
+    sale_id: str | None = None  # duplicate by client_ref: the sale that has it
+    error: ApiError | None = None  # refuse
+    oversold: tuple[Shortage, ...] = ()
+    stock_after: dict[str, int] = field(default_factory=dict)  # derived stock after it
+
+
+def admit_run(session: Session, events: list[Event]) -> list[RunVerdict]:
+    """Decide the longest prefix of `events` that needs no more than a stock check.
+
+    The same decisions `admit` and the per-event path make (duplicates by event_id and
+    client_ref, first-come-first-served stock, oversell records for offline sales), but
+    against stock kept in memory across the run: one read of what the run touches
+    instead of several queries per event. The run stops, for the per-event path, at an
+    event of another type, one that repeats an earlier event of the run, a product this
+    node does not know, a receipt number or sale already on file, or an event waiting
+    in this node's own outbox (applied here already).
+    """
+    run: list[Event] = []
+    for ev in events:
+        if ev.type not in RUN_TYPES:
+            break
+        run.append(ev)
+    if not run:
+        return []
+    ids = [ev.event_id for ev in run]
+    skus: set[str] = set()
+    sale_ids, receipts, refs = [], [], []
+    for ev in run:
+        p = ev.payload
+        if ev.type == "sale.create":
+            skus.update(line["sku"] for line in p["lines"])
+            sale_ids.append(p["sale_id"])
+            receipts.append(p["receipt_no"])
+            if p.get("client_ref"):
+                refs.append(p["client_ref"])
+        else:
+            skus.add(p["sku"])
+    journaled: dict[str, int] = {}
+    waiting: set[str] = set()
+    for chunk in chunks(ids):
+        journaled.update((e, g) for g, e in session.execute(
+            select(JournalEntry.gseq, JournalEntry.event_id)
+            .where(JournalEntry.event_id.in_(chunk))))
+        waiting.update(session.scalars(select(OutboxEvent.event_id)
+                                       .where(OutboxEvent.event_id.in_(chunk))))
+    stock: dict[str, int] = {}
+    for chunk in chunks(skus):
+        stock.update(session.execute(select(Product.sku, Product.stock)
+                                     .where(Product.sku.in_(chunk))).all())
+    # As in `_stock`: decide in journal order, without this node's unjournaled outbox.
+    pending = outbox_stock_deltas(session, set(stock))
+    on_file_sales = {x for c in chunks(sale_ids)
+                     for x in session.scalars(select(Sale.sale_id).where(Sale.sale_id.in_(c)))}
+    on_file_receipts = {x for c in chunks(receipts) for x in session.scalars(
+        select(Sale.receipt_no).where(Sale.receipt_no.in_(c)))}
+    by_ref: dict[str, str] = {}
+    for c in chunks(refs):
+        by_ref.update(session.execute(select(Sale.client_ref, Sale.sale_id)
+                                      .where(Sale.client_ref.in_(c))).all())
+
+    verdicts: list[RunVerdict] = []
+    seen: set[str] = set()
+    for ev in run:
+        p = ev.payload
+        if ev.event_id in seen or ev.event_id in waiting:
+            break
+        seen.add(ev.event_id)
+        if ev.event_id in journaled:
+            verdicts.append(RunVerdict(ev, "duplicate", gseq=journaled[ev.event_id]))
+            continue
+        if ev.type != "sale.create":
+            if p["sku"] not in stock:
+                break
+            stock[p["sku"]] += int(p["quantity"])
+            verdicts.append(RunVerdict(ev, "accept"))
+            continue
+        ref = p.get("client_ref")
+        if ref and ref in by_ref:
+            verdicts.append(RunVerdict(ev, "duplicate", sale_id=by_ref[ref]))
+            continue
+        lines = [(line["sku"], int(line["quantity"])) for line in p["lines"]]
+        if p["sale_id"] in on_file_sales or p["receipt_no"] in on_file_receipts \
+                or any(sku not in stock for sku, _ in lines):
+            break
+        available = {sku: stock[sku] - pending.get(sku, 0) for sku, _ in lines}
+        decision = decide_sale(available, lines, ev.mode)
+        if not decision.accepted:
+            short = decision.refused
+            verdicts.append(RunVerdict(ev, "refuse", error=OutOfStock(
+                short.sku, max(short.available, 0), short.requested)))
+            continue
+        for sku, qty in lines:
+            stock[sku] -= qty
+        on_file_sales.add(p["sale_id"])
+        on_file_receipts.add(p["receipt_no"])
+        if ref:
+            by_ref[ref] = p["sale_id"]
+        verdicts.append(RunVerdict(ev, "accept", oversold=decision.oversold,
+                                   stock_after={s.sku: stock[s.sku] for s in decision.oversold}))
+    return verdicts

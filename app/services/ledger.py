@@ -348,7 +348,18 @@ class Ledger:
         last = self.last_gseq(session)
         prev_row = session.get(JournalEntry, last) if last else None
         prev = _position(last, prev_row)
-        for ev in events:
+        i = 0
+        while i < len(events):
+            done, run_acks, rows, run_notices = self._sequence_run(session, events[i:], last)
+            if done:
+                i += done
+                last += len(rows)
+                appended += rows
+                notices += run_notices
+                acks += run_acks
+                continue
+            ev = events[i]
+            i += 1
             try:
                 with session.begin_nested():
                     ack, rows, ev_notices = self._sequence_one(session, ev, last)
@@ -356,8 +367,7 @@ class Ledger:
                 ack = {"status": "deferred", "event_id": ev.event_id, "reason": str(exc)}
                 rows, ev_notices = [], []
             except ApiError as exc:
-                ack = {"status": "refused", "event_id": ev.event_id,
-                       "error": {**exc.to_dict()["error"], "status": exc.status}}
+                ack = _refused(ev, exc)
                 rows, ev_notices = [], []
                 if exc.code == "CONFLICT" and ev.type == "product.update":
                     # A stale edit: record who lost to whom, in the journal.
@@ -413,12 +423,53 @@ class Ledger:
             session.add(crow)
             notices += apply_event(session, cev)
             rows.append(crow)
-            self._audit(session, "conflict.recorded", ev.user, {
-                "conflict_id": conflict["conflict_id"], "kind": conflict["kind"],
-                "sku": conflict.get("sku"), "origin_device": ev.origin_device,
-                "event_id": ev.event_id})
+            self._audit_conflict(session, ev, conflict)
         session.flush()
         return {"status": "accepted", "event_id": ev.event_id, "gseq": row.gseq}, rows, notices
+
+    def _sequence_run(self, session: Session, events: list[Event], last: int
+                      ) -> tuple[int, list[dict], list[JournalEntry], list[Notice]]:
+        """Sequence the longest prefix of `events` that `admission.admit_run` can decide
+        at once (sales and stock movements, the bulk of any batch): its journal rows go
+        in with one INSERT and `apply_many` applies them. Returns (events consumed, acks,
+        journal rows, notices); (0, ...) when the first event needs `_sequence_one`."""
+        verdicts = admission.admit_run(session, events)
+        acks: list[dict] = []
+        rows: list[JournalEntry] = []
+        journaled: list[Event] = []
+        for verdict in verdicts:
+            ev = verdict.event
+            if verdict.status == "duplicate":
+                ack = {"status": "duplicate", "event_id": ev.event_id, "gseq": verdict.gseq}
+                if verdict.sale_id is not None:
+                    ack["sale_id"] = verdict.sale_id
+                acks.append(ack)
+                continue
+            self.hlc.update(ev.hlc)
+            if verdict.status == "refuse":
+                acks.append(_refused(ev, verdict.error))
+                continue
+            row = _journal_row(ev, last + len(rows) + 1, self.epoch, self.clock())
+            rows.append(row)
+            journaled.append(ev)
+            self._audit_event(session, ev, gseq=row.gseq, epoch=list(self.epoch))
+            acks.append({"status": "accepted", "event_id": ev.event_id, "gseq": row.gseq})
+            for conflict in admission.oversell_records(ev, verdict.oversold, verdict.stock_after):
+                cev = self.new_event("conflict.record", conflict, None)
+                rows.append(_journal_row(cev, last + len(rows) + 1, self.epoch, self.clock()))
+                journaled.append(cev)
+                self._audit_conflict(session, ev, conflict)
+        notices: list[Notice] = []
+        if rows:
+            session.execute(JournalEntry.__table__.insert(), [_journal_values(r) for r in rows])
+            notices = apply_many(session, journaled)
+        return len(verdicts), acks, rows, notices
+
+    def _audit_conflict(self, session: Session, ev: Event, conflict: dict) -> None:
+        self._audit(session, "conflict.recorded", ev.user, {
+            "conflict_id": conflict["conflict_id"], "kind": conflict["kind"],
+            "sku": conflict.get("sku"), "origin_device": ev.origin_device,
+            "event_id": ev.event_id})
 
     def _record_edit_conflict(self, session: Session, ev: Event, exc: ApiError, last: int
                               ) -> tuple[list[JournalEntry], list[Notice]]:
@@ -667,6 +718,16 @@ def _journal_row(ev: Event, gseq: int, epoch: EpochPair, now: int) -> JournalEnt
         origin_device=ev.origin_device, origin_seq=ev.origin_seq, hlc=ev.hlc, type=ev.type,
         payload=ev.payload, user=ev.user, base_version=ev.base_version, mode=ev.mode,
         recorded_ms=now)
+
+
+def _journal_values(row: JournalEntry) -> dict[str, Any]:
+    """A journal row's columns, for a Core INSERT of many."""
+    return {column.key: getattr(row, column.key) for column in JournalEntry.__table__.columns}
+
+
+def _refused(ev: Event, exc: ApiError) -> dict:
+    return {"status": "refused", "event_id": ev.event_id,
+            "error": {**exc.to_dict()["error"], "status": exc.status}}
 
 
 def _outbox_row(ev: Event, *, applied: bool, now: int) -> OutboxEvent:
