@@ -8,12 +8,14 @@ survives power loss.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from operator import itemgetter
+from typing import Any, Callable, Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import JSON, Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +42,41 @@ def make_engine(path: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows (all with the keys of the first) through the driver's executemany.
+
+    For pages of thousands of rows (catch-up, bootstrap, a master's batch): SQLAlchemy's
+    Core INSERT builds bound parameters row by row in Python, which costs more than the
+    insert itself. JSON columns are encoded as SQLAlchemy's JSON type encodes them.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    pick = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+    values = [pick(row) for row in rows]
+    encoded = [k for k, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    if encoded:
+        values = [_encode(list(v), encoded) for v in values]
+    session.connection().exec_driver_sql(sql, values)
+
+
+def _encode(values: list[Any], positions: list[int]) -> tuple[Any, ...]:
+    for k in positions:
+        values[k] = json.dumps(values[k])
+    return tuple(values)
+
+
+def set_column(session: Session, table: Table, column: str, key: str,
+               values: dict[Any, Any]) -> None:
+    """UPDATE table SET column = value WHERE key = k, for every k -> value (executemany)."""
+    if values:
+        session.connection().exec_driver_sql(
+            f'UPDATE {table.name} SET "{column}" = ? WHERE "{key}" = ?',
+            [(value, k) for k, value in values.items()])
 
 
 class Database:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Category, Payment, Product, Sale, SaleLine, StockMovement
+from app.models.db import insert_rows, set_column
 from app.services.apply import Notice, apply_event, movement_row, sale_rows, stock_notices
 from app.services.events import Event
 
@@ -206,17 +207,12 @@ class _BulkRun:
 
     # ------------------------------------------------------------------ writing
     def _write(self) -> None:
-        conn = self.session.connection()
         # Products first: the other tables reference them.
-        for table, rows in ((Product, self.products), (Sale, self.sales),
+        for model, rows in ((Product, self.products), (Sale, self.sales),
                             (SaleLine, self.lines), (Payment, self.payments),
                             (StockMovement, self.movements)):
-            if rows:
-                conn.execute(table.__table__.insert(), rows)
-        if self.changed:
-            table = Product.__table__
-            conn.execute(update(table).where(table.c.sku == bindparam("b_sku"))
-                         .values(stock=bindparam("b_stock")),
-                         [{"b_sku": sku, "b_stock": self.stock[sku]} for sku in self.changed])
+            insert_rows(self.session, model.__table__, rows)
+        set_column(self.session, Product.__table__, "stock", "sku",
+                   {sku: self.stock[sku] for sku in self.changed})
         if self.products or self.sales or self.changed:
             self.session.expire_all()  # ORM objects loaded earlier must see the new rows

@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
-from app.models.db import Database
+from app.models.db import Database, insert_rows
 from app.services import admission
 from app.services.apply import Notice, apply_event
 from app.services.apply_bulk import apply_many, chunks
@@ -461,7 +461,7 @@ class Ledger:
                 self._audit_conflict(session, ev, conflict)
         notices: list[Notice] = []
         if rows:
-            session.execute(JournalEntry.__table__.insert(), [_journal_values(r) for r in rows])
+            insert_rows(session, JournalEntry.__table__, [_journal_values(r) for r in rows])
             notices = apply_many(session, journaled)
         return len(verdicts), acks, rows, notices
 
@@ -565,7 +565,7 @@ class Ledger:
                                                 .where(OutboxEvent.event_id.in_(chunk))).all())
             session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(chunk)))
         now = self.clock()
-        session.execute(JournalEntry.__table__.insert(), [{
+        insert_rows(session, JournalEntry.__table__, [{
             "gseq": int(data["gseq"]), "epoch_number": data["epoch"][0],
             "epoch_master": data["epoch"][1], "event_id": ev.event_id,
             "origin_device": ev.origin_device, "origin_seq": ev.origin_seq, "hlc": ev.hlc,
