@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from functools import wraps
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request, send_file
 
 from app.routes.guards import node, query_int
-from app.services.replication import dumps, full_export
+from app.services.replication import changes_json, dumps, export_snapshot, full_export
 from app.utils.errors import ApiError, Unauthorized
 from app.utils.signing import verify_request
 
@@ -45,8 +45,7 @@ def signed(view):
 def changes():
     since = query_int("since", 0, 0, 10**12)
     limit = query_int("limit", 1000, 1, 10_000)
-    page = node().ledger.entries_since(since, limit)
-    return jsonify({"success": True, **page})
+    return Response(changes_json(node().ledger, since, limit), mimetype="application/json")
 
 
 @bp.get("/ids")
@@ -63,7 +62,16 @@ def ids():
 @bp.get("/full-export")
 @signed
 def export():
+    """The whole journal as JSON; `?format=sqlite`: journal and derived tables as one
+    SQLite file (how an empty till bootstraps, `replication.bootstrap`)."""
     n = node()
+    if request.args.get("format") == "sqlite":
+        handle, meta = export_snapshot(n.ledger, n.config.data_dir)
+        response = send_file(handle, mimetype="application/vnd.sqlite3",
+                             download_name="lanpos-snapshot.db")
+        response.headers["X-Lanpos-Schema-Version"] = str(n.schema_version)
+        response.headers["X-Lanpos-Last-Gseq"] = str(meta["last_gseq"])
+        return response
     return Response(dumps({"success": True, "schema_version": n.schema_version,
                            **full_export(n.ledger)}), mimetype="application/json")
 

@@ -16,12 +16,13 @@ from typing import Any, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Category, Payment, Product, Sale, SaleLine, StockMovement
+from app.models import Category, ConflictRecord, Payment, Product, Sale, SaleLine, StockMovement
 from app.models.db import insert_rows, set_column
 from app.services.apply import Notice, apply_event, movement_row, sale_rows, stock_notices
 from app.services.events import Event
 
-BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust"})
+BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust",
+                        "conflict.record"})
 IN_CHUNK = 500  # values per IN (...) list: far below SQLite's host-parameter limit
 # A catch-up page can hold thousands of sales: the browsers need the final state, not
 # every step (stock_changed/critical_event: last per product; beyond this many sales
@@ -91,6 +92,7 @@ class _BulkRun:
         self.payments: list[dict] = []
         self.movements: list[dict] = []
         self.products: list[dict] = []
+        self.conflicts: list[dict] = []
         self.notices: list[Notice] = []
 
     def run(self, events: list[Event]) -> tuple[int, list[Notice]]:
@@ -114,10 +116,12 @@ class _BulkRun:
     def _prefetch(self, run: list[Event]) -> None:
         s = self.session
         skus: set[str] = set()
-        sale_ids, receipts, refs = [], [], []
+        sale_ids, receipts, refs, conflict_ids = [], [], [], []
         for ev in run:
             p = ev.payload
-            if ev.type == "sale.create":
+            if ev.type == "conflict.record":
+                conflict_ids.append(p["conflict_id"])
+            elif ev.type == "sale.create":
                 skus.update(line["sku"] for line in p["lines"])
                 sale_ids.append(p["sale_id"])
                 receipts.append(p["receipt_no"])
@@ -138,6 +142,8 @@ class _BulkRun:
                          for x in s.scalars(select(Sale.receipt_no).where(Sale.receipt_no.in_(c)))}
         self.refs = {x for c in chunks(refs)
                      for x in s.scalars(select(Sale.client_ref).where(Sale.client_ref.in_(c)))}
+        self.conflict_ids = {x for c in chunks(conflict_ids) for x in s.scalars(
+            select(ConflictRecord.conflict_id).where(ConflictRecord.conflict_id.in_(c)))}
         self.categories = dict(s.execute(select(Category.name, Category.id)).all())
 
     # ------------------------------------------------------------------ deciding
@@ -148,6 +154,8 @@ class _BulkRun:
             return self._sale(ev, p)
         if ev.type == "product.create":
             return self._product(ev, p)
+        if ev.type == "conflict.record":
+            return self._conflict(p)
         if p["sku"] not in self.stock:
             return False  # apply_event keeps the movement on a placeholder product
         kind = "receive" if ev.type == "stock.receive" else "adjust"
@@ -196,6 +204,20 @@ class _BulkRun:
             self._move(ev, [(p["sku"], int(p["stock"]))], "receive", "initial stock")
         return True
 
+    def _conflict(self, p: dict) -> bool:
+        """As apply._conflict_record: one record per conflict id."""
+        if p["conflict_id"] not in self.conflict_ids:
+            self.conflict_ids.add(p["conflict_id"])
+            self.conflicts.append({
+                "conflict_id": p["conflict_id"], "kind": p["kind"], "sku": p.get("sku"),
+                "event_id": p.get("event_id"), "origin_device": p.get("origin_device"),
+                "user": p.get("user"), "details": p.get("details", {}), "decision": p["decision"],
+                "status": "open", "resolution": None, "resolved_by": None,
+                "created_ms": p["created_ms"], "resolved_ms": None})
+            self.notices.append(("conflict", {k: p.get(k) for k in (
+                "conflict_id", "kind", "sku", "origin_device", "user", "details", "decision")}))
+        return True
+
     def _move(self, ev: Event, moves: list[tuple[str, int]], kind: str,
               reason: str | None = None) -> None:
         """As apply.move_stock_many: a movement row per move, the product's sum in step."""
@@ -210,9 +232,9 @@ class _BulkRun:
         # Products first: the other tables reference them.
         for model, rows in ((Product, self.products), (Sale, self.sales),
                             (SaleLine, self.lines), (Payment, self.payments),
-                            (StockMovement, self.movements)):
+                            (StockMovement, self.movements), (ConflictRecord, self.conflicts)):
             insert_rows(self.session, model.__table__, rows)
         set_column(self.session, Product.__table__, "stock", "sku",
                    {sku: self.stock[sku] for sku in self.changed})
-        if self.products or self.sales or self.changed:
+        if self.products or self.sales or self.changed or self.conflicts:
             self.session.expire_all()  # ORM objects loaded earlier must see the new rows

@@ -31,6 +31,7 @@ from app.services.election import (
 from app.services.events import EVENT_TYPES, Event
 from app.services.ledger import LinkDown
 from app.services.node import Node
+from app.services.push_batch import PushBatcher
 from app.services.replication import Diverged, HttpPeer, SyncError, pull
 from app.utils.clock import monotonic_ms
 from app.utils.signing import cluster_id, sign, verify
@@ -200,6 +201,7 @@ class ClusterRuntime:
         self._last_state: tuple | None = None
         self.stats = {"last_sync_time": None, "total_syncs": 0, "successful_syncs": 0,
                       "failed_syncs": 0, "total_events_synced": 0, "last_error": None}
+        self.pushes = PushBatcher(self._receive_pushed)
         self.scheduler = MonotonicJobs()
         self.background = BackgroundScheduler(daemon=True)
         self.discovery: Any = None
@@ -470,7 +472,8 @@ class ClusterRuntime:
             if link is None:
                 continue
             try:
-                result = pull(self.node.ledger, self._http(link.address), truncate=False)
+                result = pull(self.node.ledger, self._http(link.address), truncate=False,
+                              snapshot_dir=self.node.config.data_dir)
             except Diverged as exc:
                 self._audit("sync.catch_up_skipped", {"from_device": p.device_id,
                                                       "reason": str(exc)})
@@ -555,7 +558,8 @@ class ClusterRuntime:
             self.stats["last_sync_time"] = int(time.time() * 1000)
             if link is None:
                 raise SyncError(f"no link to master {master}")
-            result = pull(self.node.ledger, self._http(link.address))
+            result = pull(self.node.ledger, self._http(link.address),
+                          snapshot_dir=self.node.config.data_dir)
             pushed = self.push_outbox(link)
             self.caught_up = True
             self.stats["successful_syncs"] += 1
@@ -693,7 +697,10 @@ class ClusterRuntime:
             return
         if epoch != mine or master != link.device_id:
             return  # not (yet) our master: the next heartbeat/sync sorts it out
-        result = self.node.ledger.receive_entries(body.get("entries") or [], prev=body.get("prev"))
+        self.pushes.push(tuple(epoch.to_list()), body.get("entries") or [], body.get("prev"))
+
+    def _receive_pushed(self, entries: list[dict], prev: dict | None) -> None:
+        result = self.node.ledger.receive_entries(entries, prev=prev)
         if result.gap_after is not None or result.diverged:
             self.kick_sync("gap" if result.gap_after is not None else "diverged")
 

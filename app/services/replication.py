@@ -8,20 +8,28 @@ wiped or fully diverged till starts from gseq 0 (full export).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import sqlite3
 import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 
+from app.models.db import SCHEMA_VERSION
 from app.services.ledger import Ledger
 from app.utils.signing import sign_request
 
 log = logging.getLogger(__name__)
 
 PAGE = 2000
+# From this many journal entries on, an empty till installs a snapshot instead of pages.
+SNAPSHOT_MIN = 10_000
 
 
 class SyncError(Exception):
@@ -53,6 +61,25 @@ class HttpPeer:
         return response.json()
 
 
+    def download(self, path: str, dest: str, timeout: float = 120.0) -> dict[str, str]:
+        """Signed GET of a file into `dest`; returns the response headers."""
+        ts = int(time.time() * 1000)
+        sig = sign_request(self.secret, "GET", path, b"", ts, self.device_id)
+        try:
+            with self.session.get(f"http://{self.address}{path}", timeout=timeout, stream=True,
+                                  headers={"X-Lanpos-Device": str(self.device_id),
+                                           "X-Lanpos-Timestamp": str(ts),
+                                           "X-Lanpos-Signature": sig}) as response:
+                if response.status_code != 200:
+                    raise SyncError(f"{self.address}{path}: HTTP {response.status_code}")
+                with open(dest, "wb") as out:
+                    for chunk in response.iter_content(1 << 20):
+                        out.write(chunk)
+                return dict(response.headers)
+        except (requests.RequestException, OSError) as exc:
+            raise SyncError(f"{self.address}{path}: {exc}") from exc
+
+
 def common_prefix(ledger: Ledger, peer: HttpPeer, upto: int) -> int:
     """Highest gseq at which our journal and the peer's hold the same event."""
     hi = upto
@@ -75,46 +102,136 @@ class Diverged(SyncError):
     """The peer's journal does not extend ours (and we were told to keep ours)."""
 
 
-def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True,
-         max_rounds: int = 10_000) -> dict[str, int]:
+def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True, max_rounds: int = 10_000,
+         snapshot_dir: str | None = None) -> dict[str, int]:
     """Bring our journal up to the peer's: append what is missing, drop a losing tail.
 
     With truncate=False (a new master catching up before it sequences) a diverged peer
     is not followed: the master keeps its own journal and the peer, once it follows
-    the master, drops its tail into its outbox and resubmits it.
+    the master, drops its tail into its outbox and resubmits it. With `snapshot_dir`, an
+    empty journal facing a long one installs the peer's snapshot first (`bootstrap`).
     """
     pulled = dropped = 0
-    for _ in range(max_rounds):
-        since, _epoch = ledger.position()
-        page = peer.get(f"/api/sync/changes?since={since}&limit={PAGE}")
-        anchor = page["anchor"]
-        remote_last = int(page["last_gseq"])
-        mine_at_anchor = ledger.position_at(since) if since else None
-        same = bool(since) and anchor.get("event_id") == mine_at_anchor["event_id"] and (
-            anchor.get("epoch") is None or anchor.get("epoch") == mine_at_anchor["epoch"])
-        if since and (remote_last < since or not same):
-            if not truncate:
-                if remote_last < since and anchor.get("event_id") is None:
-                    break  # the peer is simply behind us
-                raise Diverged(f"{peer.address} diverged from our journal at {since}")
-            keep = common_prefix(ledger, peer, min(since, remote_last))
-            if remote_last >= since:
-                keep = min(keep, since - 1)  # position `since` itself differs: never keep it
-            dropped += ledger.truncate_after(keep, f"diverged from device at {peer.address}")
-            continue
-        if not page["entries"]:
-            break
-        result = ledger.receive_entries(page["entries"], prev=anchor)
-        if result.diverged:
-            if not truncate:
-                raise Diverged(f"{peer.address} diverged from our journal")
-            keep = common_prefix(ledger, peer, ledger.position()[0])
-            dropped += ledger.truncate_after(keep, f"diverged from device at {peer.address}")
-            continue
-        pulled += result.applied
-        if result.applied == 0:
-            break
+    if snapshot_dir is not None and ledger.position()[0] == 0:
+        pulled = bootstrap(ledger, peer, snapshot_dir)
+    # The next page is fetched while this one is applied (the peer reads and sends it
+    # meanwhile); it is used only if this page left our journal where it starts.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull") as fetcher:
+        ahead: tuple[int, Future] | None = None
+        try:
+            for _ in range(max_rounds):
+                ahead, more = _pull_round(ledger, peer, truncate, fetcher, ahead)
+                pulled += more["pulled"]
+                dropped += more["dropped"]
+                if more["done"]:
+                    break
+        finally:
+            if ahead is not None:
+                ahead[1].cancel()
+                wait([ahead[1]])
     return {"pulled": pulled, "dropped": dropped}
+
+
+def _pull_round(ledger: Ledger, peer: HttpPeer, truncate: bool, fetcher: ThreadPoolExecutor,
+                ahead: tuple[int, Future] | None) -> tuple[tuple[int, Future] | None, dict]:
+    """One page of `pull`: returns the page being fetched ahead, and what it did."""
+    out = {"pulled": 0, "dropped": 0, "done": False}
+    since, _epoch = ledger.position()
+    if ahead is not None and ahead[0] == since:
+        page = ahead[1].result()
+    else:
+        if ahead is not None:
+            wait([ahead[1]])  # one call on the peer's connection at a time
+        page = peer.get(_changes_path(since))
+    ahead = None
+    anchor = page["anchor"]
+    remote_last = int(page["last_gseq"])
+    mine_at_anchor = ledger.position_at(since) if since else None
+    same = bool(since) and anchor.get("event_id") == mine_at_anchor["event_id"] and (
+        anchor.get("epoch") is None or anchor.get("epoch") == mine_at_anchor["epoch"])
+    if since and (remote_last < since or not same):
+        if not truncate:
+            if remote_last < since and anchor.get("event_id") is None:
+                out["done"] = True  # the peer is simply behind us
+                return None, out
+            raise Diverged(f"{peer.address} diverged from our journal at {since}")
+        keep = common_prefix(ledger, peer, min(since, remote_last))
+        if remote_last >= since:
+            keep = min(keep, since - 1)  # position `since` itself differs: never keep it
+        out["dropped"] = ledger.truncate_after(keep, f"diverged from device at {peer.address}")
+        return None, out
+    if not page["entries"]:
+        out["done"] = True
+        return None, out
+    end = int(page["entries"][-1]["gseq"])
+    if end < remote_last:
+        ahead = (end, fetcher.submit(peer.get, _changes_path(end)))
+    result = ledger.receive_entries(page["entries"], prev=anchor)
+    if result.diverged:
+        if not truncate:
+            raise Diverged(f"{peer.address} diverged from our journal")
+        if ahead is not None:
+            wait([ahead[1]])
+        keep = common_prefix(ledger, peer, ledger.position()[0])
+        out["dropped"] = ledger.truncate_after(keep, f"diverged from device at {peer.address}")
+        return ahead, out
+    out["pulled"] = result.applied
+    out["done"] = result.applied == 0
+    return ahead, out
+
+
+def _changes_path(since: int) -> str:
+    return f"/api/sync/changes?since={since}&limit={PAGE}"
+
+
+def changes_json(ledger: Ledger, since: int, limit: int) -> str:
+    """The `/api/sync/changes` page as JSON text: `{"success", "entries", "anchor",
+    "last_gseq"}`, as `entries_since` gives it, but each stored payload goes out as the
+    JSON text it already is (decoding and encoding 2,000 payloads cost more than the read).
+    """
+    rows, anchor, last = ledger.raw_page(since, limit)
+    q = json.dumps
+    entries = ",".join(
+        f'{{"gseq":{g},"epoch":[{en},{em}],"event_id":{q(eid)},"origin_device":{dev},'
+        f'"origin_seq":{seq},"hlc":{q(hlc)},"type":{q(typ)},"payload":{payload},'
+        f'"user":{q(user)},"base_version":{q(base)},"mode":{q(mode)},"recorded_ms":{rec}}}'
+        for g, en, em, eid, dev, seq, hlc, typ, payload, user, base, mode, rec in rows)
+    return f'{{"success":true,"entries":[{entries}],"anchor":{dumps(anchor)},"last_gseq":{last}}}'
+
+
+def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str) -> int:
+    """A new or wiped till facing a journal of `SNAPSHOT_MIN` entries or more takes the
+    peer's snapshot (`GET /api/sync/full-export?format=sqlite`: journal and derived
+    tables as one SQLite file) instead of replaying every entry. Returns the entries
+    installed; 0 when pages are the way (a short journal, another schema, a bad file)."""
+    if int(peer.get("/api/sync/status").get("last_gseq") or 0) < SNAPSHOT_MIN:
+        return 0
+    path = os.path.join(directory, f"snapshot-in-{uuid.uuid4().hex}.db")
+    try:
+        headers = peer.download("/api/sync/full-export?format=sqlite", path)
+        if headers.get("X-Lanpos-Schema-Version") != str(SCHEMA_VERSION):
+            log.warning("snapshot from %s has schema %s, ours is %s: pulling pages instead",
+                        peer.address, headers.get("X-Lanpos-Schema-Version"), SCHEMA_VERSION)
+            return 0
+        return ledger.install_snapshot(path)
+    except (SyncError, ValueError, sqlite3.Error) as exc:
+        log.warning("snapshot from %s not installed (%s): pulling pages instead",
+                    peer.address, exc)
+        return 0
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def export_snapshot(ledger: Ledger, directory: str) -> tuple[BinaryIO, dict[str, Any]]:
+    """The snapshot a till bootstraps from, as an open file (already unlinked)."""
+    path = os.path.join(directory, f"snapshot-out-{uuid.uuid4().hex}.db")
+    try:
+        meta = ledger.write_snapshot(path)
+        return open(path, "rb"), meta  # noqa: SIM115 - the response closes it
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def full_export(ledger: Ledger) -> dict[str, Any]:

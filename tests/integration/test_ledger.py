@@ -264,3 +264,90 @@ def test_regression_chaos_seed_3037_a_refund_is_never_journaled_before_its_sale(
     till.receive_entries(master.entries_since(1, 100)["entries"])
     assert stock(master) == stock(till) == 5
     assert count(master, Refund) == count(till, Refund) == 1 and count(till, OutboxEvent) == 0
+
+
+def test_a_served_page_carries_the_stored_payloads_as_entries_since_gives_them(pair):
+    import json
+
+    from app.services.replication import changes_json
+
+    master, client = pair
+    client.execute(sale(client, receipt=1))
+    weird = master.new_event("product.create", {"sku": "Q", "name": 'Tea "Earl" Grey\n\u00e9',
+                                                "price_cents": 5, "tax_rate_bp": 0}, 'u"1')
+    weird.base_version = 3
+    master.execute(weird)
+    for since, limit in ((0, 100), (1, 2), (3, 100), (99, 10)):
+        assert json.loads(changes_json(master, since, limit)) == {
+            "success": True, **master.entries_since(since, limit)}
+
+
+def rows_without_ids(ledger: Ledger) -> dict[str, list[tuple]]:
+    from sqlalchemy import text
+
+    from app.models import DERIVED_TABLES
+
+    out = {}
+    with ledger.db.engine.connect() as conn:
+        for table in DERIVED_TABLES:
+            cols = [r[1] for r in conn.execute(text(f"PRAGMA table_info({table})")) if r[1] != "id"]
+            out[table] = sorted(conn.execute(text(f"SELECT {', '.join(cols)} FROM {table}")).all(),
+                                key=repr)
+    return out
+
+
+def test_an_empty_till_installs_a_snapshot_and_derives_what_pages_derive(tmp_path):
+    import copy
+
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    origin = make_ledger(tmp_path, 3)
+    master.sequence([product(master, "A", 5), product(master, "B", 1)])
+    sold = [sale(origin, "A", 1, receipt=n) for n in (1, 2)]
+    late = sale(origin, "B", 2, receipt=3)
+    late.mode = "offline"                               # an oversell: a conflict record
+    master.sequence(sold + [late], from_device=3)
+    # Made offline at the empty till before it bootstraps: one the master has journaled
+    # already (it came back some other way), one it has not.
+    known, unknown = sale(origin, "A", 1, receipt=4), sale(origin, "A", 1, receipt=5)
+    for ev in (known, unknown):
+        ev.mode = "offline"
+    master.sequence([copy.deepcopy(known)], from_device=3)
+    paged, snapped = ledger_at(tmp_path / "paged", 2), ledger_at(tmp_path / "snapped", 2)
+    for till in (paged, snapped):
+        for ev in (known, unknown):
+            till._keep_offline(copy.deepcopy(ev))
+
+    path = str(tmp_path / "snap.db")
+    meta = master.write_snapshot(path)
+    last = master.position()[0]
+    assert meta == {"last_gseq": last, "entries": last}
+    assert snapped.install_snapshot(path) == last
+    paged.receive_entries(master.entries_since(0, 1000)["entries"])
+    # Row for row; surrogate ids follow the order rows were written in on each till.
+    assert rows_without_ids(snapped) == rows_without_ids(paged)
+    assert snapped.entries_since(0, 1000) == paged.entries_since(0, 1000) == master.entries_since(0, 1000)
+    assert [e.event_id for e in snapped.outbox_events()] == [unknown.event_id]
+    assert snapped.stock_of("A") == 5 - 4 and snapped.stock_of("B") == -1
+    assert snapped.install_snapshot(path) == 0          # not empty any more: pages from now on
+    with snapped.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ConflictRecord)) == 1
+
+
+def test_a_snapshot_with_a_gap_is_refused_and_changes_nothing(tmp_path):
+    import sqlite3
+
+    from tests.integration.test_apply_bulk import dump
+
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    master.sequence([product(master, "A", 5), product(master, "B", 1)])
+    path = str(tmp_path / "snap.db")
+    master.write_snapshot(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM journal WHERE gseq = 1")
+    till = ledger_at(tmp_path / "till", 2)
+    before = dump(till.db)
+    with pytest.raises(ValueError, match="gapless"):
+        till.install_snapshot(path)
+    assert dump(till.db) == before and till.position()[0] == 0
