@@ -26,6 +26,9 @@ class Config:
     submit_timeout: float = 0.3
     reclaim: str = "never"
     reclaim_delay: float = 30.0
+    # A till that lacks this many journal entries (and more than it holds) installs a
+    # snapshot of the master's shop instead of replaying them (replication.bootstrap).
+    snapshot_min: int = 10_000
     admin_pin: str | None = None
     seed_demo: bool = False
     # Hidden (benchmarks only): add N synthetic products once this node can journal edits.
@@ -63,6 +66,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "submit_timeout": (float, "seconds a till waits for the master before selling offline"),
     "reclaim": (str, "never|auto: may a returning lower id take the master role back"),
     "reclaim_delay": (float, "seconds a returning node must be caught up before reclaiming"),
+    "snapshot_min": (int, "journal entries a till may lack before it installs a snapshot "
+                          "instead of replaying them (default 10000)"),
     "admin_pin": (str, "create user 'admin' with this PIN on first start"),
     "shop_name": (str, "shop name on receipts"),
     "session_ttl": (int, "login session lifetime in seconds"),

@@ -47,15 +47,15 @@ Index("ix_products_active_price", Product.active, Product.price_cents, Product.s
 # it; app/services/product_index.py rebuilds its in-memory name index when it moves.
 # Stock and price changes do not bump it. Created by migration 0001 (same SQL).
 CATALOG_GEN_KEY = "catalog_gen"
-_BUMP = ("INSERT INTO node_state (key, value) VALUES ('catalog_gen', '1') "
+BUMP_CATALOG_GEN = ("INSERT INTO node_state (key, value) VALUES ('catalog_gen', '1') "
          "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;")
 CATALOG_GEN_TRIGGERS = [
     ("trg_products_gen_insert", f"CREATE TRIGGER trg_products_gen_insert AFTER INSERT ON products "
-                                f"BEGIN {_BUMP} END"),
+                                f"BEGIN {BUMP_CATALOG_GEN} END"),
     ("trg_products_gen_delete", f"CREATE TRIGGER trg_products_gen_delete AFTER DELETE ON products "
-                                f"BEGIN {_BUMP} END"),
+                                f"BEGIN {BUMP_CATALOG_GEN} END"),
     ("trg_products_gen_update", f"CREATE TRIGGER trg_products_gen_update AFTER UPDATE OF sku, "
-                                f"name_lower, active ON products BEGIN {_BUMP} END"),
+                                f"name_lower, active ON products BEGIN {BUMP_CATALOG_GEN} END"),
 ]
 
 

@@ -87,6 +87,8 @@ class Database:
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._writer = sessionmaker(bind=self._write_engine, expire_on_commit=False)
         self.write_lock = threading.RLock()
+        self._commit_callbacks: list[Callable[[], None]] = []
+        event.listen(self._writer, "after_commit", lambda _session: self._committed())
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -101,9 +103,29 @@ class Database:
                 with session.begin():
                     yield session
 
+    @contextmanager
+    def write_attached(self, path: str, alias: str) -> Iterator[Session]:
+        """A write transaction, as `write`, that can also read the SQLite file at `path`
+        as schema `alias` (`INSERT INTO main.t SELECT ... FROM alias.t`: bulk copies that
+        never pass through Python). SQLite attaches and detaches only outside a
+        transaction, so this holds one pooled connection for the whole time."""
+        with self.write_lock, self._write_engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            raw.execute(f"ATTACH DATABASE ? AS {alias}", (path,))
+            try:
+                with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                raw.execute(f"DETACH DATABASE {alias}")
+        self._committed()
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` after every committed write transaction (cache invalidation)."""
-        event.listen(self._writer, "after_commit", lambda _session: callback())
+        self._commit_callbacks.append(callback)
+
+    def _committed(self) -> None:
+        for callback in self._commit_callbacks:
+            callback()
 
     def migrate(self) -> int:
         from app.models.migrate import upgrade_to_head

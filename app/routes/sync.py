@@ -8,6 +8,7 @@ from functools import wraps
 from flask import Blueprint, Response, jsonify, request, send_file
 
 from app.routes.guards import node, query_int
+from app.services.ledger import SnapshotUnavailable
 from app.services.replication import changes_json, dumps, export_snapshot, full_export
 from app.utils.errors import ApiError, Unauthorized
 from app.utils.signing import verify_request
@@ -66,7 +67,11 @@ def export():
     SQLite file (how an empty till bootstraps, `replication.bootstrap`)."""
     n = node()
     if request.args.get("format") == "sqlite":
-        handle, meta = export_snapshot(n.ledger, n.config.data_dir)
+        try:
+            handle, meta = export_snapshot(n.ledger, n.config.data_dir)
+        except SnapshotUnavailable as exc:
+            raise ApiError("SNAPSHOT_UNAVAILABLE", f"{exc}; pull /api/sync/changes instead",
+                           409) from exc
         response = send_file(handle, mimetype="application/vnd.sqlite3",
                              download_name="lanpos-snapshot.db")
         response.headers["X-Lanpos-Schema-Version"] = str(n.schema_version)

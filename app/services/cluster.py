@@ -473,7 +473,7 @@ class ClusterRuntime:
                 continue
             try:
                 result = pull(self.node.ledger, self._http(link.address), truncate=False,
-                              snapshot_dir=self.node.config.data_dir)
+                              **self._snapshot_args())
             except Diverged as exc:
                 self._audit("sync.catch_up_skipped", {"from_device": p.device_id,
                                                       "reason": str(exc)})
@@ -481,6 +481,10 @@ class ClusterRuntime:
             self._audit("sync.catch_up", {"from_device": p.device_id, **result})
 
     # ----------------------------------------------------------- sync
+    def _snapshot_args(self) -> dict[str, Any]:
+        return {"snapshot_dir": self.node.config.data_dir,
+                "snapshot_min": self.node.config.snapshot_min}
+
     def _http(self, address: str) -> HttpPeer:
         peer = self._http_peers.get(address)
         if peer is None:
@@ -558,8 +562,7 @@ class ClusterRuntime:
             self.stats["last_sync_time"] = int(time.time() * 1000)
             if link is None:
                 raise SyncError(f"no link to master {master}")
-            result = pull(self.node.ledger, self._http(link.address),
-                          snapshot_dir=self.node.config.data_dir)
+            result = pull(self.node.ledger, self._http(link.address), **self._snapshot_args())
             pushed = self.push_outbox(link)
             self.caught_up = True
             self.stats["successful_syncs"] += 1

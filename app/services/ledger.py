@@ -19,14 +19,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
+from app.models.catalog import BUMP_CATALOG_GEN
 from app.models.db import Database, insert_rows
 from app.services import admission
 from app.services.apply import Notice, apply_event
@@ -50,6 +51,10 @@ EpochPair = tuple[int, int]
 # Journal columns in the order `raw_page` returns them.
 WIRE_COLUMNS = ("gseq", "epoch_number", "epoch_master", "event_id", "origin_device", "origin_seq",
                 "hlc", "type", "payload", "user", "base_version", "mode", "recorded_ms")
+
+
+class SnapshotUnavailable(Exception):
+    """This node cannot give a snapshot right now (see `Ledger.write_snapshot`)."""
 
 
 class LinkDown(Exception):
@@ -680,6 +685,11 @@ class Ledger:
             conn.execute("PRAGMA snap.journal_mode=OFF")
             conn.execute("PRAGMA snap.synchronous=OFF")
             conn.execute("BEGIN")
+            if conn.execute("SELECT count(*) FROM main.outbox WHERE applied").fetchone()[0]:
+                # Our derived tables also hold our own unjournaled events: not fold(journal).
+                conn.execute("ROLLBACK")
+                conn.execute("DETACH DATABASE snap")
+                raise SnapshotUnavailable("this node has applied events waiting in its outbox")
             for table in SNAPSHOT_TABLES:
                 conn.execute(f"CREATE TABLE snap.{table} AS SELECT * FROM main.{table}")
             last, count = conn.execute("SELECT max(gseq), count(*) FROM main.journal").fetchone()
@@ -688,23 +698,34 @@ class Ledger:
         return {"last_gseq": last or 0, "entries": count}
 
     def install_snapshot(self, path: str) -> int:
-        """An empty journal takes a master's snapshot (`write_snapshot`) instead of
-        replaying it: journal and derived tables are copied, then this till's applied
-        outbox (sales made before it had any journal) is folded in again, as `_rebuild`
-        does. Returns the gseq installed (0: our journal is not empty any more)."""
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as snap, \
-                self.db.write() as session:
-            if self.last_gseq(session):
-                return 0
-            last, count = snap.execute("SELECT max(gseq), count(*) FROM journal").fetchone()
+        """Take a master's snapshot (`write_snapshot`) instead of replaying its journal:
+        the entries we lack and all derived tables are copied by SQLite itself, then this
+        till's applied outbox (sales not journaled yet) is folded in again, as `_rebuild`
+        does. Only onto a journal the snapshot extends (same entry at our last gseq).
+        Returns the gseq installed; 0 when it does not fit (pull pages instead)."""
+        with self.db.write_attached(path, "snap") as session:
+            conn = session.connection()
+            mine = self.last_gseq(session)
+            last, count = conn.exec_driver_sql(
+                "SELECT max(gseq), count(*) FROM snap.journal").one()
             if not last or count != last:
                 raise ValueError(f"snapshot journal is not gapless: {count} entries up to {last}")
-            conn = session.connection()
-            for table in DERIVED_TABLES:
-                conn.exec_driver_sql(f"DELETE FROM {table}")
-            for table in reversed(DERIVED_TABLES):  # referenced tables first
-                _copy_table(snap, conn, table)
-            _copy_table(snap, conn, "journal")
+            theirs = conn.exec_driver_sql("SELECT event_id, epoch_number, epoch_master FROM "
+                                          "snap.journal WHERE gseq = ?", (mine,)).first()
+            if last <= mine or (mine and (theirs is None or not _same_position(
+                    session.get(JournalEntry, mine),
+                    {"event_id": theirs[0], "epoch": [theirs[1], theirs[2]]}))):
+                return 0  # nothing new, or our journal diverged: pages sort that out
+            with _bulk_load(conn, SNAPSHOT_TABLES):
+                for table in DERIVED_TABLES:
+                    conn.exec_driver_sql(f"DELETE FROM main.{table}")
+                for table in ("journal", *reversed(DERIVED_TABLES)):  # referenced tables first
+                    cols = ", ".join(f'"{r[1]}"' for r in conn.exec_driver_sql(
+                        f"PRAGMA main.table_info({table})"))
+                    only_new = f" WHERE gseq > {int(mine)}" if table == "journal" else ""
+                    conn.exec_driver_sql(f"INSERT INTO main.{table} ({cols}) "  # noqa: S608
+                                         f"SELECT {cols} FROM snap.{table}{only_new}")
+            conn.exec_driver_sql(BUMP_CATALOG_GEN)  # once, for the trigger left out above
             conn.exec_driver_sql("DELETE FROM outbox WHERE event_id IN (SELECT event_id FROM journal)")
             pending = session.scalars(select(OutboxEvent).where(OutboxEvent.applied.is_(True))).all()
             apply_many(session, [Event.from_row(row) for row in order_offline(pending)])
@@ -712,7 +733,7 @@ class Ledger:
             self.hlc.update(top)
             self._save_hlc(session)
             self._audit(session, "sync.snapshot_installed", None, {
-                "last_gseq": last, "entries": count, "outbox_kept": len(pending)})
+                "from_gseq": mine, "last_gseq": last, "outbox_kept": len(pending)})
         self._wake_waiters()
         self.notify([("catalog_reloaded", {}), ("outbox_changed", {})])
         return last
@@ -754,14 +775,20 @@ class Ledger:
 SNAPSHOT_TABLES = ("journal", *DERIVED_TABLES)
 
 
-def _copy_table(snap: sqlite3.Connection, conn: Any, table: str) -> None:
-    """Rows of `table` from the snapshot into ours, column by name, 5,000 at a time."""
-    ours = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})").all()]
-    cols = ", ".join(f'"{c}"' for c in ours)
-    cursor = snap.execute(f"SELECT {cols} FROM {table}")  # noqa: S608 - fixed names
-    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(ours))})"
-    while rows := cursor.fetchmany(5000):
-        conn.exec_driver_sql(sql, rows)
+@contextmanager
+def _bulk_load(conn: Any, tables: Iterable[str]) -> Iterator[None]:
+    """Loading many rows at once: the secondary indexes and triggers of `tables` are
+    dropped for the load and created again after it (one sort per index instead of a
+    b-tree insert per row), in the same transaction. Unique constraints stay."""
+    names = ", ".join(f"'{t}'" for t in tables)
+    saved = conn.exec_driver_sql(
+        "SELECT type, name, sql FROM main.sqlite_master WHERE type IN ('index', 'trigger') "
+        f"AND sql IS NOT NULL AND tbl_name IN ({names})").all()  # noqa: S608 - fixed names
+    for kind, name, _sql in saved:
+        conn.exec_driver_sql(f"DROP {kind.upper()} main.{name}")
+    yield
+    for _kind, _name, sql in saved:
+        conn.exec_driver_sql(sql)
 
 
 class _LeaseLapsed(Exception):

@@ -28,7 +28,7 @@ from app.utils.signing import sign_request
 log = logging.getLogger(__name__)
 
 PAGE = 2000
-# From this many journal entries on, an empty till installs a snapshot instead of pages.
+# Default of Config.snapshot_min: see `bootstrap`.
 SNAPSHOT_MIN = 10_000
 
 
@@ -103,17 +103,17 @@ class Diverged(SyncError):
 
 
 def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True, max_rounds: int = 10_000,
-         snapshot_dir: str | None = None) -> dict[str, int]:
+         snapshot_dir: str | None = None, snapshot_min: int = SNAPSHOT_MIN) -> dict[str, int]:
     """Bring our journal up to the peer's: append what is missing, drop a losing tail.
 
     With truncate=False (a new master catching up before it sequences) a diverged peer
     is not followed: the master keeps its own journal and the peer, once it follows
-    the master, drops its tail into its outbox and resubmits it. With `snapshot_dir`, an
-    empty journal facing a long one installs the peer's snapshot first (`bootstrap`).
+    the master, drops its tail into its outbox and resubmits it. With `snapshot_dir`, a
+    journal far behind the peer's installs the peer's snapshot first (`bootstrap`).
     """
     pulled = dropped = 0
-    if snapshot_dir is not None and ledger.position()[0] == 0:
-        pulled = bootstrap(ledger, peer, snapshot_dir)
+    if snapshot_dir is not None:
+        pulled = bootstrap(ledger, peer, snapshot_dir, snapshot_min)
     # The next page is fetched while this one is applied (the peer reads and sends it
     # meanwhile); it is used only if this page left our journal where it starts.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull") as fetcher:
@@ -199,12 +199,18 @@ def changes_json(ledger: Ledger, since: int, limit: int) -> str:
     return f'{{"success":true,"entries":[{entries}],"anchor":{dumps(anchor)},"last_gseq":{last}}}'
 
 
-def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str) -> int:
-    """A new or wiped till facing a journal of `SNAPSHOT_MIN` entries or more takes the
-    peer's snapshot (`GET /api/sync/full-export?format=sqlite`: journal and derived
-    tables as one SQLite file) instead of replaying every entry. Returns the entries
-    installed; 0 when pages are the way (a short journal, another schema, a bad file)."""
-    if int(peer.get("/api/sync/status").get("last_gseq") or 0) < SNAPSHOT_MIN:
+def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str,
+              snapshot_min: int = SNAPSHOT_MIN) -> int:
+    """A till far behind its peer takes the peer's snapshot (`GET /api/sync/full-export
+    ?format=sqlite`: journal and derived tables as one SQLite file) instead of replaying
+    every entry, as a Raft follower takes InstallSnapshot: when it lacks `snapshot_min`
+    entries or more, and more than it holds (copying the whole shop then costs less than
+    replaying what is missing; a new or wiped till always qualifies). Returns the entries
+    installed; 0 when pages are the way (a short gap, another schema, a peer that cannot
+    give one, a bad file, a journal that diverged)."""
+    mine = ledger.position()[0]
+    missing = int(peer.get("/api/sync/status").get("last_gseq") or 0) - mine
+    if missing < max(snapshot_min, 1) or missing < mine:
         return 0
     path = os.path.join(directory, f"snapshot-in-{uuid.uuid4().hex}.db")
     try:
@@ -213,7 +219,8 @@ def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str) -> int:
             log.warning("snapshot from %s has schema %s, ours is %s: pulling pages instead",
                         peer.address, headers.get("X-Lanpos-Schema-Version"), SCHEMA_VERSION)
             return 0
-        return ledger.install_snapshot(path)
+        installed = ledger.install_snapshot(path)
+        return installed - mine if installed else 0
     except (SyncError, ValueError, sqlite3.Error) as exc:
         log.warning("snapshot from %s not installed (%s): pulling pages instead",
                     peer.address, exc)

@@ -351,3 +351,38 @@ def test_a_snapshot_with_a_gap_is_refused_and_changes_nothing(tmp_path):
     with pytest.raises(ValueError, match="gapless"):
         till.install_snapshot(path)
     assert dump(till.db) == before and till.position()[0] == 0
+
+
+def test_a_till_behind_takes_a_snapshot_only_onto_a_journal_the_snapshot_extends(tmp_path):
+    from app.services.ledger import SnapshotUnavailable
+
+    master = make_ledger(tmp_path, 1)
+    master.start_sequencing((1, 1))
+    origin = make_ledger(tmp_path, 3)
+    master.sequence([product(master, "A", 50)])
+    master.sequence([sale(origin, "A", 1, receipt=n) for n in range(1, 4)], from_device=3)
+    behind, paged = ledger_at(tmp_path / "behind", 2), ledger_at(tmp_path / "paged", 2)
+    for till in (behind, paged):
+        till.receive_entries(master.entries_since(0, 2)["entries"])
+    diverged = ledger_at(tmp_path / "diverged", 4)   # its own term: another entry at gseq 1
+    diverged.start_sequencing((1, 4))
+    diverged.sequence([product(diverged, "A", 50)])
+    diverged.stop_sequencing()
+    master.sequence([sale(origin, "A", 2, receipt=n) for n in range(4, 9)], from_device=3)
+
+    path = str(tmp_path / "snap.db")
+    master.write_snapshot(path)
+    last = master.position()[0]
+    assert behind.install_snapshot(path) == last
+    paged.receive_entries(master.entries_since(2, 1000)["entries"])
+    assert rows_without_ids(behind) == rows_without_ids(paged)
+    assert behind.entries_since(0, 1000) == master.entries_since(0, 1000)
+    before = rows_without_ids(diverged), diverged.entries_since(0, 100)
+    assert diverged.install_snapshot(path) == 0
+    assert (rows_without_ids(diverged), diverged.entries_since(0, 100)) == before
+
+    # A node whose derived tables also hold its own unjournaled sales gives no snapshot.
+    offline = sale(behind, "A", 1, receipt=1)
+    behind._keep_offline(offline)
+    with pytest.raises(SnapshotUnavailable):
+        behind.write_snapshot(str(tmp_path / "other.db"))
