@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 
 from app.routes.guards import node, query_int
 from app.services.ledger import SnapshotUnavailable
-from app.services.replication import changes_json, dumps, export_snapshot, full_export
+from app.services.replication import changes_json, export_snapshot, full_export_json
 from app.utils.errors import ApiError, Unauthorized
 from app.utils.signing import verify_request
 
@@ -77,8 +77,7 @@ def export():
         response.headers["X-Lanpos-Schema-Version"] = str(n.schema_version)
         response.headers["X-Lanpos-Last-Gseq"] = str(meta["last_gseq"])
         return response
-    return Response(dumps({"success": True, "schema_version": n.schema_version,
-                           **full_export(n.ledger)}), mimetype="application/json")
+    return Response(full_export_json(n.ledger, n.schema_version), mimetype="application/json")
 
 
 @bp.get("/schema")

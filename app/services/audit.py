@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditEntry, NodeState
+from app.models.db import insert_rows
 from app.utils.hashchain import GENESIS, entry_hash, verify_chain
 
 
@@ -193,7 +194,7 @@ def import_chain(session: Session, device_id: int, entries: list[dict]) -> int:
     """
     last = last_entry(session, device_id)
     prev, seq = (last.hash, last.seq) if last else (GENESIS, 0)
-    added = 0
+    rows = []
     for e in entries:
         if e.get("device_id") != device_id or e.get("seq") != seq + 1 or e.get("prev_hash") != prev:
             break
@@ -201,8 +202,9 @@ def import_chain(session: Session, device_id: int, entries: list[dict]) -> int:
                                                   e["action"], e["details"]))
         if digest != e.get("hash"):
             break
-        session.add(AuditEntry(device_id=device_id, seq=e["seq"], ts_ms=e["ts_ms"], user=e["user"],
-                               action=e["action"], details=e["details"], prev_hash=prev, hash=digest))
+        rows.append({"device_id": device_id, "seq": e["seq"], "ts_ms": e["ts_ms"], "user": e["user"],
+                     "action": e["action"], "details": e["details"], "prev_hash": prev,
+                     "hash": digest})
         prev, seq = digest, e["seq"]
-        added += 1
-    return added
+    insert_rows(session, AuditEntry.__table__, rows)  # a page is up to 2,000 entries
+    return len(rows)

@@ -38,6 +38,9 @@ from app.utils.signing import cluster_id, sign, verify
 
 log = logging.getLogger(__name__)
 NODE_NS = "/node"
+# Outbox resubmission (push_outbox): events per submit, and per wait for the journal.
+PUSH_PAGE = 500
+PUSH_CHUNK = 5000
 
 
 # The election core runs on monotonic time (wall clocks jump; see election.py).
@@ -627,34 +630,44 @@ class ClusterRuntime:
         timer.start()
 
     def push_outbox(self, link: PeerLink) -> int:
+        """Submit our outbox to the master in HLC (causal) order, pages of `PUSH_PAGE`.
+
+        Pages go out back to back (each submit waits for its acks, so the master has
+        sequenced a page before it sees the next: a refund never overtakes its sale);
+        the acked events leave the outbox when the journal brings them back, awaited
+        once per chunk of `PUSH_CHUNK`.
+        """
         ledger = self.node.ledger
         pushed = 0
         ledger.drop_journaled_from_outbox()
         sent: set[str] = set()
-        for _ in range(1000):
-            events = [e for e in ledger.outbox_events(limit=200) if e.event_id not in sent]
-            if not events:
+        for _ in range(100):
+            chunk = [e for e in ledger.outbox_events(limit=PUSH_CHUNK) if e.event_id not in sent]
+            if not chunk:
                 break
-            sent.update(e.event_id for e in events)
-            acks = link.submit([e.to_dict() for e in events], timeout=10.0)
-            rejected = [a["event_id"] for a in acks if a.get("status") in ("rejected", "refused")]
-            if rejected:
-                ledger.forget_outbox(rejected, "rejected by the master")
-            if any(a.get("status") == "not_master" for a in acks):
-                raise LinkDown("master is not sequencing")
-            if any(a.get("status") == "deferred" for a in acks):
-                self._retry_soon()  # after the events they wait for are journaled
-            pushed += len(events)
-            self._audit("sync.resubmitted", {"master_id": link.device_id, "events": len(events),
-                                             "acks": _count(a.get("status") for a in acks)})
-            # The acked events leave the outbox when the journal brings them back;
-            # wait for that before sending the next page.
-            last = max((a.get("gseq") or 0) for a in acks)
+            last = 0
+            for start in range(0, len(chunk), PUSH_PAGE):
+                events = chunk[start:start + PUSH_PAGE]
+                sent.update(e.event_id for e in events)
+                acks = link.submit([e.to_dict() for e in events], timeout=10.0)
+                rejected = [a["event_id"] for a in acks
+                            if a.get("status") in ("rejected", "refused")]
+                if rejected:
+                    ledger.forget_outbox(rejected, "rejected by the master")
+                if any(a.get("status") == "not_master" for a in acks):
+                    raise LinkDown("master is not sequencing")
+                if any(a.get("status") == "deferred" for a in acks):
+                    self._retry_soon()  # after the events they wait for are journaled
+                pushed += len(events)
+                self._audit("sync.resubmitted", {
+                    "master_id": link.device_id, "events": len(events),
+                    "acks": _count(a.get("status") for a in acks)})
+                last = max([last] + [a.get("gseq") or 0 for a in acks])
             if last:
-                ledger.wait_for_gseq(last, timeout=2.0)
-            if len(events) < 200:
+                ledger.wait_for_gseq(last, timeout=5.0)
+            ledger.drop_journaled_from_outbox()
+            if len(chunk) < PUSH_CHUNK:
                 break
-        ledger.drop_journaled_from_outbox()
         return pushed
 
     def on_submit(self, envelope: Any, remote_addr: str) -> dict:

@@ -190,13 +190,25 @@ def changes_json(ledger: Ledger, since: int, limit: int) -> str:
     JSON text it already is (decoding and encoding 2,000 payloads cost more than the read).
     """
     rows, anchor, last = ledger.raw_page(since, limit)
+    return (f'{{"success":true,"entries":[{_entries_json(rows)}],"anchor":{dumps(anchor)},'
+            f'"last_gseq":{last}}}')
+
+
+def full_export_json(ledger: Ledger, schema_version: int) -> str:
+    """`GET /api/sync/full-export`: the whole journal, built as `changes_json` is."""
+    rows, _anchor, last = ledger.raw_page(0, 1 << 62)
+    return (f'{{"success":true,"schema_version":{int(schema_version)},"last_gseq":{last},'
+            f'"entries":[{_entries_json(rows)}]}}')
+
+
+def _entries_json(rows: list[tuple]) -> str:
+    """Journal rows (`WIRE_COLUMNS` order, payload as stored JSON text) as JSON entries."""
     q = json.dumps
-    entries = ",".join(
+    return ",".join(
         f'{{"gseq":{g},"epoch":[{en},{em}],"event_id":{q(eid)},"origin_device":{dev},'
         f'"origin_seq":{seq},"hlc":{q(hlc)},"type":{q(typ)},"payload":{payload},'
         f'"user":{q(user)},"base_version":{q(base)},"mode":{q(mode)},"recorded_ms":{rec}}}'
         for g, en, em, eid, dev, seq, hlc, typ, payload, user, base, mode, rec in rows)
-    return f'{{"success":true,"entries":[{entries}],"anchor":{dumps(anchor)},"last_gseq":{last}}}'
 
 
 def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str,
@@ -239,19 +251,6 @@ def export_snapshot(ledger: Ledger, directory: str) -> tuple[BinaryIO, dict[str,
     finally:
         with contextlib.suppress(OSError):
             os.remove(path)
-
-
-def full_export(ledger: Ledger) -> dict[str, Any]:
-    """Everything a wiped till needs: the whole journal (the source of truth)."""
-    since = 0
-    entries: list[dict] = []
-    while True:
-        page = ledger.entries_since(since, 10_000)
-        entries += page["entries"]
-        if not page["entries"]:
-            break
-        since = page["entries"][-1]["gseq"]
-    return {"last_gseq": since, "entries": entries}
 
 
 def dumps(obj: Any) -> str:

@@ -269,7 +269,7 @@ def test_regression_chaos_seed_3037_a_refund_is_never_journaled_before_its_sale(
 def test_a_served_page_carries_the_stored_payloads_as_entries_since_gives_them(pair):
     import json
 
-    from app.services.replication import changes_json
+    from app.services.replication import changes_json, full_export_json
 
     master, client = pair
     client.execute(sale(client, receipt=1))
@@ -280,6 +280,10 @@ def test_a_served_page_carries_the_stored_payloads_as_entries_since_gives_them(p
     for since, limit in ((0, 100), (1, 2), (3, 100), (99, 10)):
         assert json.loads(changes_json(master, since, limit)) == {
             "success": True, **master.entries_since(since, limit)}
+    everything = master.entries_since(0, 1000)
+    assert json.loads(full_export_json(master, 2)) == {
+        "success": True, "schema_version": 2, "last_gseq": everything["last_gseq"],
+        "entries": everything["entries"]}
 
 
 def rows_without_ids(ledger: Ledger) -> dict[str, list[tuple]]:
