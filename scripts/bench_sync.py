@@ -24,7 +24,9 @@ Real node processes (tests/cluster/harness.py) with the product defaults: heartb
   master round trip); journal entries appended by the master per second.
 * catch-up: the last till is stopped, 10,000 sales are made at the others, the till is
   restarted; time until its journal is as long as the master's (from spawning the
-  process, and from its first /health answer).
+  process, and from its first /health answer). Timed twice on the same backlog: as the
+  product does it (that far behind, the till installs a snapshot), and from a copy of the
+  stopped till with snapshots off (--snapshot-min 10**9: pages only).
 * checkout during failover: till 3 sells continuously (one request at a time) while
   till 1 (the master) gets kill -9; p50/p99/max of POST /api/sales.
 * bootstrap: a cluster whose master holds a 100,000-product catalog; an empty till joins
@@ -411,11 +413,37 @@ def bench_catchup(cluster: Cluster, products: list[dict], events: int) -> dict:
     target = journal_len(master)
     say(f"    master journal {base} -> {target} (+{target - base}); restarting till "
         f"{lagger.device_id}")
+    # The same backlog twice: as the product does it (a till this far behind installs a
+    # snapshot, see --snapshot-min), then from a copy of the stopped till with snapshots
+    # off (pages of /api/sync/changes only).
+    backup = lagger.data_dir + ".before-catch-up"
+    shutil.copytree(lagger.data_dir, backup)
+    out: dict = {"catchup_events": target - base}
+    for key, extra in (("catchup", []), ("catchup_pages", ["--snapshot-min", str(10**9)])):
+        if key == "catchup_pages":
+            lagger.stop()
+            shutil.rmtree(lagger.data_dir)
+            shutil.copytree(backup, lagger.data_dir)
+        lagger.args = [a for a in lagger.args if a != "--snapshot-min" and a != str(10**9)]
+        lagger.args += extra
+        up, spawn = time_catch_up(lagger, target)
+        how = "snapshot allowed" if not extra else "pages only"
+        say(f"    caught up {target - base} missed events ({how}): {spawn:.2f} s after spawn, "
+            f"{up:.2f} s after its first /health answer (startup {spawn - up:.2f} s)")
+        out[key], out[key + "_spawn"] = up, spawn
+        cluster.wait_master(timeout=30)
+    lagger.args = [a for a in lagger.args if a != "--snapshot-min" and a != str(10**9)]
+    shutil.rmtree(backup, ignore_errors=True)
+    return out
+
+
+def time_catch_up(lagger: NodeProc, target: int) -> tuple[float, float]:
+    """Start the stopped till; (seconds from its first /health answer, from spawn) until
+    its journal holds `target` entries."""
     t_spawn = time.monotonic()
     lagger.start()
     t_up = None
     deadline = t_spawn + 120
-    done = None
     while time.monotonic() < deadline:
         if t_up is None:
             try:
@@ -423,20 +451,11 @@ def bench_catchup(cluster: Cluster, products: list[dict], events: int) -> dict:
                     t_up = time.monotonic()
             except requests.RequestException:
                 pass
-        n = journal_len(lagger)
-        if n >= target:
+        if journal_len(lagger) >= target:
             done = time.monotonic()
-            break
+            return done - (t_up or done), done - t_spawn
         time.sleep(0.01)
-    if done is None:
-        raise TimeoutError(f"till {lagger.device_id} did not catch up; log: {lagger.tail_log()}")
-    if t_up is None:
-        t_up = done
-    say(f"    caught up {target - base} missed events: {done - t_spawn:.2f} s after spawn, "
-        f"{done - t_up:.2f} s after its first /health answer (startup {t_up - t_spawn:.2f} s)")
-    cluster.wait_master(timeout=30)
-    return {"catchup": done - t_up, "catchup_spawn": done - t_spawn,
-            "catchup_events": target - base}
+    raise TimeoutError(f"till {lagger.device_id} did not catch up; log: {lagger.tail_log()}")
 
 
 def bench_checkout_failover(cluster: Cluster, products: list[dict]) -> dict:
@@ -711,6 +730,8 @@ def main() -> int:
         ("checkouts/s, 2 cashiers per till", "throughput", "/s", ""),
         ("catch-up 10,000 events (after node up)", "catchup", "s", "<= 2 s"),
         ("catch-up 10,000 events (from spawn)", "catchup_spawn", "s", ""),
+        ("catch-up, pages only (after node up)", "catchup_pages", "s", ""),
+        ("catch-up, pages only (from spawn)", "catchup_pages_spawn", "s", ""),
         ("bootstrap 100k products (from spawn)", "bootstrap", "s", "<= 10 s"),
         ("bootstrap 100k products (after node up)", "bootstrap_up", "s", ""),
         ("GET /api/sync/full-export (100k)", "full_export", "s", ""),
