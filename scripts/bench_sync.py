@@ -375,6 +375,9 @@ def bench_sequencer(n: int, base: str, products_per_till: int) -> dict:
         time.sleep(3 * 0.5)  # heartbeats stop; every till sells on its own
         total = products_per_till * len(sellers)
         say(f"    tills {sellers} cut off; {total} offline sales ...")
+        # One sale at till 1 too: its journal then extends none of theirs, so after the
+        # heal it adopts no cut-off till's tail and every one of them resubmits.
+        cluster[1].sell(products[0]["sku"], 1, price_cents=products[0]["price_cents"])
         res = sell_load(cluster, sellers, products, seconds=600, max_requests=total,
                         threads_per_till=2, label="offline ", every=10.0)
         heal_ms = int(time.time() * 1000)

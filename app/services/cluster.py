@@ -646,25 +646,32 @@ class ClusterRuntime:
             if not chunk:
                 break
             last = 0
-            for start in range(0, len(chunk), PUSH_PAGE):
-                events = chunk[start:start + PUSH_PAGE]
-                sent.update(e.event_id for e in events)
-                acks = link.submit([e.to_dict() for e in events], timeout=10.0)
-                rejected = [a["event_id"] for a in acks
-                            if a.get("status") in ("rejected", "refused")]
-                if rejected:
-                    ledger.forget_outbox(rejected, "rejected by the master")
-                if any(a.get("status") == "not_master" for a in acks):
-                    raise LinkDown("master is not sequencing")
-                if any(a.get("status") == "deferred" for a in acks):
-                    self._retry_soon()  # after the events they wait for are journaled
-                pushed += len(events)
-                self._audit("sync.resubmitted", {
-                    "master_id": link.device_id, "events": len(events),
-                    "acks": _count(a.get("status") for a in acks)})
-                last = max([last] + [a.get("gseq") or 0 for a in acks])
-            if last:
-                ledger.wait_for_gseq(last, timeout=5.0)
+            answers: list[str] = []
+            try:
+                for start in range(0, len(chunk), PUSH_PAGE):
+                    events = chunk[start:start + PUSH_PAGE]
+                    sent.update(e.event_id for e in events)
+                    acks = link.submit([e.to_dict() for e in events], timeout=10.0)
+                    answers += [str(a.get("status")) for a in acks]
+                    rejected = [a["event_id"] for a in acks
+                                if a.get("status") in ("rejected", "refused")]
+                    if rejected:
+                        ledger.forget_outbox(rejected, "rejected by the master")
+                    if any(a.get("status") == "not_master" for a in acks):
+                        raise LinkDown("master is not sequencing")
+                    if any(a.get("status") == "deferred" for a in acks):
+                        self._retry_soon()  # after the events they wait for are journaled
+                    pushed += len(events)
+                    last = max([last] + [a.get("gseq") or 0 for a in acks])
+                if last:
+                    ledger.wait_for_gseq(last, timeout=5.0)
+            finally:
+                # One entry per chunk, after its pages: an audit write between pages would
+                # wait for this till's write lock while it applies the journal coming back.
+                if answers:
+                    self._audit("sync.resubmitted", {"master_id": link.device_id,
+                                                     "events": len(answers),
+                                                     "acks": _count(answers)})
             ledger.drop_journaled_from_outbox()
             if len(chunk) < PUSH_CHUNK:
                 break

@@ -473,7 +473,7 @@ class Ledger:
                 self._audit_conflict(session, ev, conflict)
         notices: list[Notice] = []
         if rows:
-            insert_rows(session, JournalEntry.__table__, [_journal_values(r) for r in rows])
+            insert_rows(session, JournalEntry.__table__, [_row_values(r) for r in rows])
             notices = apply_many(session, journaled)
         return len(verdicts), acks, rows, notices
 
@@ -585,9 +585,7 @@ class Ledger:
             "base_version": ev.base_version, "mode": ev.mode,
             "recorded_ms": int(data.get("recorded_ms") or now)} for data, ev in fresh])
         # Events this till applied when it made them only take the journal's mode.
-        for _, ev in fresh:
-            if applied_here.get(ev.event_id):
-                _settle_mode(session, ev)
+        _settle_modes(session, [ev for _, ev in fresh if applied_here.get(ev.event_id)])
         notices = apply_many(session, [ev for _, ev in fresh if not applied_here.get(ev.event_id)])
         self.hlc.update(max((ev.hlc for _, ev in fresh), key=parse_hlc))
         result.applied += len(fresh)
@@ -646,14 +644,16 @@ class Ledger:
         with self.db.write() as session:
             tail = session.scalars(select(JournalEntry).where(JournalEntry.gseq > keep)
                                    .order_by(JournalEntry.gseq)).all()
+            waiting = set(session.scalars(select(OutboxEvent.event_id)))
+            back = []
             for row in tail:
-                if row.type in MASTER_DERIVED_TYPES:
+                if row.type in MASTER_DERIVED_TYPES or row.event_id in waiting:
                     continue
                 ev = Event.from_row(row)
                 ev.mode = "offline"
-                if session.get(OutboxEvent, ev.event_id) is None:
-                    session.add(_outbox_row(ev, applied=ev.type in COMMUTATIVE_TYPES,
-                                            now=self.clock()))
+                back.append(_row_values(_outbox_row(ev, applied=ev.type in COMMUTATIVE_TYPES,
+                                                    now=self.clock())))
+            insert_rows(session, OutboxEvent.__table__, back)
             session.execute(delete(JournalEntry).where(JournalEntry.gseq > keep))
             self._rebuild(session)
             self._audit(session, "sync.tail_dropped", None, {
@@ -815,9 +815,19 @@ def _same_position(mine: JournalEntry | None, theirs: dict) -> bool:
 def _settle_mode(session: Session, ev: Event) -> None:
     """A sale applied early from the outbox takes the mode the journal recorded for it,
     so every till derives the same row."""
-    if ev.type == "sale.create":
-        session.execute(update(Sale).where(Sale.sale_id == ev.payload["sale_id"],
-                                           Sale.mode != ev.mode).values(mode=ev.mode))
+    _settle_modes(session, [ev])
+
+
+def _settle_modes(session: Session, events: list[Event]) -> None:
+    """`_settle_mode` for many events: one UPDATE per mode and chunk of sale ids."""
+    by_mode: dict[str, list[str]] = {}
+    for ev in events:
+        if ev.type == "sale.create":
+            by_mode.setdefault(ev.mode, []).append(ev.payload["sale_id"])
+    for mode, sale_ids in by_mode.items():
+        for chunk in chunks(sale_ids):
+            session.execute(update(Sale).where(Sale.sale_id.in_(chunk), Sale.mode != mode)
+                            .values(mode=mode))
 
 
 def _journal_row(ev: Event, gseq: int, epoch: EpochPair, now: int) -> JournalEntry:
@@ -828,9 +838,15 @@ def _journal_row(ev: Event, gseq: int, epoch: EpochPair, now: int) -> JournalEnt
         recorded_ms=now)
 
 
-def _journal_values(row: JournalEntry) -> dict[str, Any]:
-    """A journal row's columns, for a Core INSERT of many."""
-    return {column.key: getattr(row, column.key) for column in JournalEntry.__table__.columns}
+def _row_values(row: JournalEntry | OutboxEvent) -> dict[str, Any]:
+    """A new (unsaved) row's columns with their defaults, for `insert_rows`."""
+    values = {}
+    for column in type(row).__table__.columns:
+        value = getattr(row, column.key)
+        if value is None and column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+        values[column.key] = value
+    return values
 
 
 def _refused(ev: Event, exc: ApiError) -> dict:

@@ -39,10 +39,40 @@ def _normalize(obj: Any, path: str) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable (at {path})")
 
 
+def _normalize_fast(obj: Any) -> Any:
+    """`_normalize` without the path bookkeeping (signing a page of 500 journal entries
+    builds one path string per value otherwise); on any error the caller runs
+    `_normalize` again for the message that says where."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            if isinstance(k, str):
+                key = k
+            elif isinstance(k, int) and not isinstance(k, bool):
+                key = str(k)
+            else:
+                raise TypeError(k)
+            if key in out:
+                raise ValueError(key)
+            out[key] = _normalize_fast(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_normalize_fast(v) for v in obj]
+    raise ValueError(obj)  # floats and anything else: `_normalize` says what and where
+
+
 def canonical_json(obj: Any) -> str:
     """Deterministic compact JSON text; ValueError on any float (incl. NaN/inf)."""
+    try:
+        normalized = _normalize_fast(obj)
+    except (TypeError, ValueError):
+        normalized = _normalize(obj, "$")  # raises with the path of the bad value
     return json.dumps(
-        _normalize(obj, "$"),
+        normalized,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
