@@ -193,6 +193,10 @@ class ClusterRuntime:
         self.master_lost_at: int | None = None
         self._last_tick_ms: int | None = None
         self._fenced_until_ms = 0
+        # Set when this process stood still; cleared by a peer's reply to a heartbeat we
+        # sent after that (not by messages that waited in a socket while we stood still).
+        self._stalled = False
+        self._stall_gen = 0
         self._sync_lock = threading.Lock()
         self._retry_pending = False
         self._sync_wanted: str | None = None
@@ -299,15 +303,20 @@ class ClusterRuntime:
         A tick that comes more than a failover timeout after the previous one means this
         process stood still (SIGSTOP, a suspended VM, swapping): the others have counted
         us dead and may have a new master. The lease then stays lapsed for one more
-        failover timeout, so we hear their heartbeats before we journal anything.
+        failover timeout, and after that until we have heard a peer again (their
+        heartbeat names the newer master, if there is one). A master that wakes cut off
+        from every peer journals nothing at its old term: its sales wait in its outbox
+        (chaos seed 3000, session 4: pause-master, then partition-minority).
         """
         now = now_ms()
         last, self._last_tick_ms = self._last_tick_ms, now
         ledger = self.node.ledger
         if last is not None and now - last > self.cfg.failover_timeout_ms:
             self._fenced_until_ms = now + self.cfg.failover_timeout_ms
+            self._stalled = True
+            self._stall_gen += 1
             self._audit("node.stalled", {"gap_ms": now - last, "was_sequencing": ledger.sequencing})
-        if now < self._fenced_until_ms:
+        if now < self._fenced_until_ms or (self._stalled and self.links):
             return
         lapsed = not ledger.may_sequence()
         ledger.lease_until = now / 1000 + self.cfg.failover_timeout
@@ -332,13 +341,16 @@ class ClusterRuntime:
         """Our heartbeat to each link; each reply is the peer's heartbeat."""
         envelope = envelope or self._my_heartbeat()
         for link in links:
-            link.emit("heartbeat", envelope, callback=lambda reply, lk=link: self._on_reply(reply, lk))
+            link.emit("heartbeat", envelope, callback=lambda reply, lk=link, gen=self._stall_gen:
+                      self._on_reply(reply, lk, gen))
 
-    def _on_reply(self, reply: Any, link: PeerLink) -> None:
+    def _on_reply(self, reply: Any, link: PeerLink, stall_gen: int | None = None) -> None:
         body = self.open_envelope(reply)
         if body is None:
             self.refuse(link.address, "unsigned or wrongly signed heartbeat reply")
             return
+        if stall_gen == self._stall_gen:
+            self._stalled = False  # a peer answered us since we woke: we have its word
         self._take_heartbeat(body, link.address, link)
 
     def on_heartbeat(self, envelope: Any, remote_addr: str) -> dict | None:
