@@ -23,7 +23,7 @@ from app.models import (
     User,
 )
 from app.services.apply import REFILED
-from app.services.apply_bulk import chunks
+from app.services.apply_bulk import RunKeys, SalesOnFile, chunks
 from app.services.conflicts import SaleDecision, Shortage, decide_edit, decide_sale
 from app.services.events import Event
 from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
@@ -262,18 +262,7 @@ def admit_run(session: Session, events: list[Event]) -> list[RunVerdict]:
     if not run:
         return []
     ids = [ev.event_id for ev in run]
-    skus: set[str] = set()
-    sale_ids, receipts, refs = [], [], []
-    for ev in run:
-        p = ev.payload
-        if ev.type == "sale.create":
-            skus.update(line["sku"] for line in p["lines"])
-            sale_ids.append(p["sale_id"])
-            receipts.append(p["receipt_no"])
-            if p.get("client_ref"):
-                refs.append(p["client_ref"])
-        else:
-            skus.add(p["sku"])
+    keys = RunKeys.of(run)
     journaled: dict[str, int] = {}
     waiting: set[str] = set()
     for chunk in chunks(ids):
@@ -283,19 +272,12 @@ def admit_run(session: Session, events: list[Event]) -> list[RunVerdict]:
         waiting.update(session.scalars(select(OutboxEvent.event_id)
                                        .where(OutboxEvent.event_id.in_(chunk))))
     stock: dict[str, int] = {}
-    for chunk in chunks(skus):
+    for chunk in chunks(keys.skus):
         stock.update(session.execute(select(Product.sku, Product.stock)
                                      .where(Product.sku.in_(chunk))).all())
     # As in `_stock`: decide in journal order, without this node's unjournaled outbox.
     pending = outbox_stock_deltas(session, set(stock))
-    on_file_sales = {x for c in chunks(sale_ids)
-                     for x in session.scalars(select(Sale.sale_id).where(Sale.sale_id.in_(c)))}
-    on_file_receipts = {x for c in chunks(receipts) for x in session.scalars(
-        select(Sale.receipt_no).where(Sale.receipt_no.in_(c)))}
-    by_ref: dict[str, str] = {}
-    for c in chunks(refs):
-        by_ref.update(session.execute(select(Sale.client_ref, Sale.sale_id)
-                                      .where(Sale.client_ref.in_(c))).all())
+    on_file = SalesOnFile.load(session, keys)
 
     verdicts: list[RunVerdict] = []
     seen: set[str] = set()
@@ -314,11 +296,11 @@ def admit_run(session: Session, events: list[Event]) -> list[RunVerdict]:
             verdicts.append(RunVerdict(ev, "accept"))
             continue
         ref = p.get("client_ref")
-        if ref and ref in by_ref:
-            verdicts.append(RunVerdict(ev, "duplicate", sale_id=by_ref[ref]))
+        if ref and ref in on_file.refs:
+            verdicts.append(RunVerdict(ev, "duplicate", sale_id=on_file.refs[ref]))
             continue
         lines = [(line["sku"], int(line["quantity"])) for line in p["lines"]]
-        if p["sale_id"] in on_file_sales or p["receipt_no"] in on_file_receipts \
+        if p["sale_id"] in on_file.sale_ids or p["receipt_no"] in on_file.receipts \
                 or any(sku not in stock for sku, _ in lines):
             break
         available = {sku: stock[sku] - pending.get(sku, 0) for sku, _ in lines}
@@ -330,10 +312,7 @@ def admit_run(session: Session, events: list[Event]) -> list[RunVerdict]:
             continue
         for sku, qty in lines:
             stock[sku] -= qty
-        on_file_sales.add(p["sale_id"])
-        on_file_receipts.add(p["receipt_no"])
-        if ref:
-            by_ref[ref] = p["sale_id"]
+        on_file.add(p)
         verdicts.append(RunVerdict(ev, "accept", oversold=decision.oversold,
                                    stock_after={s.sku: stock[s.sku] for s in decision.oversold}))
     return verdicts

@@ -307,14 +307,22 @@ def _conflict_record(session: Session, ev: Event) -> list[Notice]:
     p = ev.payload
     if session.get(ConflictRecord, p["conflict_id"]) is not None:
         return []
-    session.add(ConflictRecord(
-        conflict_id=p["conflict_id"], kind=p["kind"], sku=p.get("sku"),
-        event_id=p.get("event_id"), origin_device=p.get("origin_device"), user=p.get("user"),
-        details=p.get("details", {}), decision=p["decision"], status="open",
-        created_ms=p["created_ms"],
-    ))
-    return [("conflict", {k: p.get(k) for k in (
-        "conflict_id", "kind", "sku", "origin_device", "user", "details", "decision")})]
+    session.add(ConflictRecord(**conflict_row(p)))
+    return [conflict_notice(p)]
+
+
+def conflict_row(p: dict[str, Any]) -> dict[str, Any]:
+    """The conflicts row of a conflict.record (both apply paths use it)."""
+    return {"conflict_id": p["conflict_id"], "kind": p["kind"], "sku": p.get("sku"),
+            "event_id": p.get("event_id"), "origin_device": p.get("origin_device"),
+            "user": p.get("user"), "details": p.get("details", {}), "decision": p["decision"],
+            "status": "open", "resolution": None, "resolved_by": None,
+            "created_ms": p["created_ms"], "resolved_ms": None}
+
+
+def conflict_notice(p: dict[str, Any]) -> Notice:
+    return ("conflict", {k: p.get(k) for k in (
+        "conflict_id", "kind", "sku", "origin_device", "user", "details", "decision")})
 
 
 def _conflict_resolve(session: Session, ev: Event) -> list[Notice]:

@@ -11,6 +11,7 @@ client_ref already taken, a product this node never saw, a new category), goes t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from sqlalchemy import select
@@ -18,7 +19,15 @@ from sqlalchemy.orm import Session
 
 from app.models import Category, ConflictRecord, Payment, Product, Sale, SaleLine, StockMovement
 from app.models.db import insert_rows, set_column
-from app.services.apply import Notice, apply_event, movement_row, sale_rows, stock_notices
+from app.services.apply import (
+    Notice,
+    apply_event,
+    conflict_notice,
+    conflict_row,
+    movement_row,
+    sale_rows,
+    stock_notices,
+)
 from app.services.events import Event
 
 BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust",
@@ -71,6 +80,64 @@ def coalesce(notices: list[Notice]) -> list[Notice]:
     return kept + list(overflow.values()) + list(last_stock.values()) + critical
 
 
+@dataclass
+class RunKeys:
+    """What a run of sales, product creates, stock movements and conflict records
+    touches: read once per run (`_BulkRun`, `admission.admit_run`)."""
+
+    skus: set[str] = field(default_factory=set)
+    sale_ids: list[str] = field(default_factory=list)
+    receipts: list[str] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
+    conflict_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> "RunKeys":
+        keys = cls()
+        for ev in events:
+            p = ev.payload
+            if ev.type == "conflict.record":
+                keys.conflict_ids.append(p["conflict_id"])
+            elif ev.type == "sale.create":
+                keys.skus.update(line["sku"] for line in p["lines"])
+                keys.sale_ids.append(p["sale_id"])
+                keys.receipts.append(p["receipt_no"])
+                if p.get("client_ref"):
+                    keys.refs.append(p["client_ref"])
+            else:
+                keys.skus.add(p["sku"])
+        return keys
+
+
+@dataclass
+class SalesOnFile:
+    """The sale ids, receipt numbers and client_refs (-> sale id) of a run that a sale
+    already holds, kept up to date as the run adds its own."""
+
+    sale_ids: set[str]
+    receipts: set[str]
+    refs: dict[str, str]
+
+    @classmethod
+    def load(cls, session: Session, keys: RunKeys) -> "SalesOnFile":
+        refs: dict[str, str] = {}
+        for c in chunks(keys.refs):
+            refs.update(session.execute(select(Sale.client_ref, Sale.sale_id)
+                                        .where(Sale.client_ref.in_(c))).all())
+        return cls(
+            sale_ids={x for c in chunks(keys.sale_ids)
+                      for x in session.scalars(select(Sale.sale_id).where(Sale.sale_id.in_(c)))},
+            receipts={x for c in chunks(keys.receipts) for x in session.scalars(
+                select(Sale.receipt_no).where(Sale.receipt_no.in_(c)))},
+            refs=refs)
+
+    def add(self, payload: dict) -> None:
+        self.sale_ids.add(payload["sale_id"])
+        self.receipts.add(payload["receipt_no"])
+        if payload.get("client_ref"):
+            self.refs[payload["client_ref"]] = payload["sale_id"]
+
+
 def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
     values = list(values)
     for k in range(0, len(values), IN_CHUNK):
@@ -115,36 +182,19 @@ class _BulkRun:
     # ------------------------------------------------------------------ reading
     def _prefetch(self, run: list[Event]) -> None:
         s = self.session
-        skus: set[str] = set()
-        sale_ids, receipts, refs, conflict_ids = [], [], [], []
-        for ev in run:
-            p = ev.payload
-            if ev.type == "conflict.record":
-                conflict_ids.append(p["conflict_id"])
-            elif ev.type == "sale.create":
-                skus.update(line["sku"] for line in p["lines"])
-                sale_ids.append(p["sale_id"])
-                receipts.append(p["receipt_no"])
-                if p.get("client_ref"):
-                    refs.append(p["client_ref"])
-            else:
-                skus.add(p["sku"])
-        for chunk in chunks(skus):
+        keys = RunKeys.of(run)
+        for chunk in chunks(keys.skus):
             for sku, stock, name, made_by in s.execute(
                     select(Product.sku, Product.stock, Product.name, Product.updated_event)
                     .where(Product.sku.in_(chunk))):
                 self.stock[sku], self.names[sku] = stock, name
                 if made_by is None:  # see apply.is_placeholder
                     self.placeholders.add(sku)
-        self.sale_ids = {x for c in chunks(sale_ids)
-                         for x in s.scalars(select(Sale.sale_id).where(Sale.sale_id.in_(c)))}
-        self.receipts = {x for c in chunks(receipts)
-                         for x in s.scalars(select(Sale.receipt_no).where(Sale.receipt_no.in_(c)))}
-        self.refs = {x for c in chunks(refs)
-                     for x in s.scalars(select(Sale.client_ref).where(Sale.client_ref.in_(c)))}
-        self.conflict_ids = {x for c in chunks(conflict_ids) for x in s.scalars(
+        self.on_file = SalesOnFile.load(s, keys)
+        self.conflict_ids = {x for c in chunks(keys.conflict_ids) for x in s.scalars(
             select(ConflictRecord.conflict_id).where(ConflictRecord.conflict_id.in_(c)))}
-        self.categories = dict(s.execute(select(Category.name, Category.id)).all())
+        if any(ev.type == "product.create" for ev in run):
+            self.categories = dict(s.execute(select(Category.name, Category.id)).all())
 
     # ------------------------------------------------------------------ deciding
     def _take(self, ev: Event) -> bool:
@@ -163,16 +213,13 @@ class _BulkRun:
         return True
 
     def _sale(self, ev: Event, p: dict) -> bool:
-        if p["sale_id"] in self.sale_ids:
+        if p["sale_id"] in self.on_file.sale_ids:
             return True  # applied already: nothing to do, as in apply._sale_create
         ref = p.get("client_ref")
-        if p["receipt_no"] in self.receipts or (ref and ref in self.refs) \
+        if p["receipt_no"] in self.on_file.receipts or (ref and ref in self.on_file.refs) \
                 or any(line["sku"] not in self.stock for line in p["lines"]):
             return False
-        self.sale_ids.add(p["sale_id"])
-        self.receipts.add(p["receipt_no"])
-        if ref:
-            self.refs.add(ref)
+        self.on_file.add(p)
         sale, lines, payments = sale_rows(ev, p["receipt_no"], ref)
         self.sales.append(sale)
         self.lines += lines
@@ -208,14 +255,8 @@ class _BulkRun:
         """As apply._conflict_record: one record per conflict id."""
         if p["conflict_id"] not in self.conflict_ids:
             self.conflict_ids.add(p["conflict_id"])
-            self.conflicts.append({
-                "conflict_id": p["conflict_id"], "kind": p["kind"], "sku": p.get("sku"),
-                "event_id": p.get("event_id"), "origin_device": p.get("origin_device"),
-                "user": p.get("user"), "details": p.get("details", {}), "decision": p["decision"],
-                "status": "open", "resolution": None, "resolved_by": None,
-                "created_ms": p["created_ms"], "resolved_ms": None})
-            self.notices.append(("conflict", {k: p.get(k) for k in (
-                "conflict_id", "kind", "sku", "origin_device", "user", "details", "decision")}))
+            self.conflicts.append(conflict_row(p))
+            self.notices.append(conflict_notice(p))
         return True
 
     def _move(self, ev: Event, moves: list[tuple[str, int]], kind: str,
