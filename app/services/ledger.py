@@ -51,6 +51,7 @@ EpochPair = tuple[int, int]
 # Journal columns in the order `raw_page` returns them.
 WIRE_COLUMNS = ("gseq", "epoch_number", "epoch_master", "event_id", "origin_device", "origin_seq",
                 "hlc", "type", "payload", "user", "base_version", "mode", "recorded_ms")
+_WIRE_SELECT = ", ".join(f'"{c}"' for c in WIRE_COLUMNS)
 
 
 class SnapshotUnavailable(Exception):
@@ -447,7 +448,7 @@ class Ledger:
         journal rows, notices); (0, ...) when the first event needs `_sequence_one`."""
         verdicts = admission.admit_run(session, events)
         acks: list[dict] = []
-        rows: list[JournalEntry] = []
+        values: list[dict[str, Any]] = []
         journaled: list[Event] = []
         for verdict in verdicts:
             ev = verdict.event
@@ -461,21 +462,21 @@ class Ledger:
             if verdict.status == "refuse":
                 acks.append(_refused(ev, verdict.error))
                 continue
-            row = _journal_row(ev, last + len(rows) + 1, self.epoch, self.clock())
-            rows.append(row)
+            gseq = last + len(values) + 1
+            values.append(_journal_values(ev, gseq, self.epoch, self.clock()))
             journaled.append(ev)
-            self._audit_event(session, ev, gseq=row.gseq, epoch=list(self.epoch))
-            acks.append({"status": "accepted", "event_id": ev.event_id, "gseq": row.gseq})
+            self._audit_event(session, ev, gseq=gseq, epoch=list(self.epoch))
+            acks.append({"status": "accepted", "event_id": ev.event_id, "gseq": gseq})
             for conflict in admission.oversell_records(ev, verdict.oversold, verdict.stock_after):
                 cev = self.new_event("conflict.record", conflict, None)
-                rows.append(_journal_row(cev, last + len(rows) + 1, self.epoch, self.clock()))
+                values.append(_journal_values(cev, last + len(values) + 1, self.epoch, self.clock()))
                 journaled.append(cev)
                 self._audit_conflict(session, ev, conflict)
         notices: list[Notice] = []
-        if rows:
-            insert_rows(session, JournalEntry.__table__, [_row_values(r) for r in rows])
+        if values:
+            insert_rows(session, JournalEntry.__table__, values)
             notices = apply_many(session, journaled)
-        return len(verdicts), acks, rows, notices
+        return len(verdicts), acks, [JournalEntry(**v) for v in values], notices
 
     def _audit_conflict(self, session: Session, ev: Event, conflict: dict) -> None:
         self._audit(session, "conflict.recorded", ev.user, {
@@ -577,13 +578,9 @@ class Ledger:
                                                 .where(OutboxEvent.event_id.in_(chunk))).all())
             session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(chunk)))
         now = self.clock()
-        insert_rows(session, JournalEntry.__table__, [{
-            "gseq": int(data["gseq"]), "epoch_number": data["epoch"][0],
-            "epoch_master": data["epoch"][1], "event_id": ev.event_id,
-            "origin_device": ev.origin_device, "origin_seq": ev.origin_seq, "hlc": ev.hlc,
-            "type": ev.type, "payload": ev.payload, "user": ev.user,
-            "base_version": ev.base_version, "mode": ev.mode,
-            "recorded_ms": int(data.get("recorded_ms") or now)} for data, ev in fresh])
+        insert_rows(session, JournalEntry.__table__, [
+            _journal_values(ev, int(data["gseq"]), data["epoch"], int(data.get("recorded_ms") or now))
+            for data, ev in fresh])
         # Events this till applied when it made them only take the journal's mode.
         _settle_modes(session, [ev for _, ev in fresh if applied_here.get(ev.event_id)])
         notices = apply_many(session, [ev for _, ev in fresh if not applied_here.get(ev.event_id)])
@@ -609,8 +606,8 @@ class Ledger:
         encoding every payload again (`replication.changes_json`)."""
         with self.db.read() as session:
             rows = session.connection().exec_driver_sql(
-                f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in WIRE_COLUMNS)} FROM journal "
-                "WHERE gseq > ? ORDER BY gseq LIMIT ?", (since, limit)).all()
+                f"SELECT {_WIRE_SELECT} FROM journal WHERE gseq > ? ORDER BY gseq LIMIT ?",
+                (since, limit)).all()
             anchor = _position(since, session.get(JournalEntry, since) if since else None)
             return rows, anchor, self.last_gseq(session)
 
@@ -669,8 +666,15 @@ class Ledger:
         session.flush()
         apply_many(session, [Event.from_row(row) for row in
                              session.scalars(select(JournalEntry).order_by(JournalEntry.gseq))])
+        self._fold_outbox(session)
+
+    @staticmethod
+    def _fold_outbox(session: Session) -> int:
+        """Apply this node's applied outbox again (derived = fold(journal) + fold(outbox)),
+        in first-come order; returns how many events it holds."""
         pending = session.scalars(select(OutboxEvent).where(OutboxEvent.applied.is_(True))).all()
         apply_many(session, [Event.from_row(row) for row in order_offline(pending)])
+        return len(pending)
 
     def write_snapshot(self, path: str) -> dict[str, Any]:
         """Copy the journal and every derived table, as of one read transaction, into a
@@ -727,13 +731,12 @@ class Ledger:
                                          f"SELECT {cols} FROM snap.{table}{only_new}")
             conn.exec_driver_sql(BUMP_CATALOG_GEN)  # once, for the trigger left out above
             conn.exec_driver_sql("DELETE FROM outbox WHERE event_id IN (SELECT event_id FROM journal)")
-            pending = session.scalars(select(OutboxEvent).where(OutboxEvent.applied.is_(True))).all()
-            apply_many(session, [Event.from_row(row) for row in order_offline(pending)])
+            kept = self._fold_outbox(session)
             top = conn.exec_driver_sql("SELECT hlc FROM journal ORDER BY gseq DESC LIMIT 1").scalar()
             self.hlc.update(top)
             self._save_hlc(session)
             self._audit(session, "sync.snapshot_installed", None, {
-                "from_gseq": mine, "last_gseq": last, "outbox_kept": len(pending)})
+                "from_gseq": mine, "last_gseq": last, "outbox_kept": kept})
         self._wake_waiters()
         self.notify([("catalog_reloaded", {}), ("outbox_changed", {})])
         return last
@@ -830,15 +833,21 @@ def _settle_modes(session: Session, events: list[Event]) -> None:
                             .values(mode=mode))
 
 
+def _journal_values(ev: Event, gseq: int, epoch: EpochPair | list[int], recorded_ms: int
+                    ) -> dict[str, Any]:
+    """A journal row's columns (for `insert_rows`, or a `JournalEntry`)."""
+    return {"gseq": gseq, "epoch_number": epoch[0], "epoch_master": epoch[1],
+            "event_id": ev.event_id, "origin_device": ev.origin_device,
+            "origin_seq": ev.origin_seq, "hlc": ev.hlc, "type": ev.type, "payload": ev.payload,
+            "user": ev.user, "base_version": ev.base_version, "mode": ev.mode,
+            "recorded_ms": recorded_ms}
+
+
 def _journal_row(ev: Event, gseq: int, epoch: EpochPair, now: int) -> JournalEntry:
-    return JournalEntry(
-        gseq=gseq, epoch_number=epoch[0], epoch_master=epoch[1], event_id=ev.event_id,
-        origin_device=ev.origin_device, origin_seq=ev.origin_seq, hlc=ev.hlc, type=ev.type,
-        payload=ev.payload, user=ev.user, base_version=ev.base_version, mode=ev.mode,
-        recorded_ms=now)
+    return JournalEntry(**_journal_values(ev, gseq, epoch, now))
 
 
-def _row_values(row: JournalEntry | OutboxEvent) -> dict[str, Any]:
+def _row_values(row: OutboxEvent) -> dict[str, Any]:
     """A new (unsaved) row's columns with their defaults, for `insert_rows`."""
     values = {}
     for column in type(row).__table__.columns:
