@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import requests
 
+from app.config import Config
 from app.models.db import SCHEMA_VERSION
 from app.services.ledger import Ledger
 from app.utils.signing import sign_request
@@ -28,8 +29,7 @@ from app.utils.signing import sign_request
 log = logging.getLogger(__name__)
 
 PAGE = 2000
-# Default of Config.snapshot_min: see `bootstrap`.
-SNAPSHOT_MIN = 10_000
+SNAPSHOT_MIN = Config.snapshot_min  # see `worth_a_snapshot`
 
 
 class SyncError(Exception):
@@ -47,29 +47,27 @@ class HttpPeer:
     # Keep-alive: sync rounds and audit copies reuse one connection per peer.
     session: requests.Session = field(default_factory=requests.Session, repr=False)
 
-    def get(self, path: str) -> Any:
+    def _headers(self, path: str) -> dict[str, str]:
         ts = int(time.time() * 1000)
-        sig = sign_request(self.secret, "GET", path, b"", ts, self.device_id)
+        return {"X-Lanpos-Device": str(self.device_id), "X-Lanpos-Timestamp": str(ts),
+                "X-Lanpos-Signature": sign_request(self.secret, "GET", path, b"", ts,
+                                                   self.device_id)}
+
+    def get(self, path: str) -> Any:
         try:
-            response = self.session.get(f"http://{self.address}{path}", timeout=self.timeout, headers={
-                "X-Lanpos-Device": str(self.device_id), "X-Lanpos-Timestamp": str(ts),
-                "X-Lanpos-Signature": sig})
+            response = self.session.get(f"http://{self.address}{path}", timeout=self.timeout,
+                                        headers=self._headers(path))
         except requests.RequestException as exc:
             raise SyncError(f"{self.address}: {exc}") from exc
         if response.status_code != 200:
             raise SyncError(f"{self.address}{path}: HTTP {response.status_code} {response.text[:200]}")
         return response.json()
 
-
     def download(self, path: str, dest: str, timeout: float = 120.0) -> dict[str, str]:
         """Signed GET of a file into `dest`; returns the response headers."""
-        ts = int(time.time() * 1000)
-        sig = sign_request(self.secret, "GET", path, b"", ts, self.device_id)
         try:
             with self.session.get(f"http://{self.address}{path}", timeout=timeout, stream=True,
-                                  headers={"X-Lanpos-Device": str(self.device_id),
-                                           "X-Lanpos-Timestamp": str(ts),
-                                           "X-Lanpos-Signature": sig}) as response:
+                                  headers=self._headers(path)) as response:
                 if response.status_code != 200:
                     raise SyncError(f"{self.address}{path}: HTTP {response.status_code}")
                 with open(dest, "wb") as out:
@@ -109,20 +107,22 @@ def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True, max_rounds: i
     With truncate=False (a new master catching up before it sequences) a diverged peer
     is not followed: the master keeps its own journal and the peer, once it follows
     the master, drops its tail into its outbox and resubmits it. With `snapshot_dir`, a
-    journal far behind the peer's installs the peer's snapshot first (`bootstrap`).
+    journal far behind the peer's (`worth_a_snapshot`, judged on the first page) installs
+    the peer's snapshot instead (`bootstrap`).
     """
     pulled = dropped = 0
-    if snapshot_dir is not None:
-        pulled = bootstrap(ledger, peer, snapshot_dir, snapshot_min)
+    snapshot = (snapshot_dir, snapshot_min) if snapshot_dir is not None else None
     # The next page is fetched while this one is applied (the peer reads and sends it
     # meanwhile); it is used only if this page left our journal where it starts.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull") as fetcher:
         ahead: tuple[int, Future] | None = None
         try:
             for _ in range(max_rounds):
-                ahead, more = _pull_round(ledger, peer, truncate, fetcher, ahead)
+                ahead, more = _pull_round(ledger, peer, truncate, fetcher, ahead, snapshot)
                 pulled += more["pulled"]
                 dropped += more["dropped"]
+                if more["snapshot_tried"]:
+                    snapshot = None  # once per pull
                 if more["done"]:
                     break
         finally:
@@ -133,9 +133,10 @@ def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True, max_rounds: i
 
 
 def _pull_round(ledger: Ledger, peer: HttpPeer, truncate: bool, fetcher: ThreadPoolExecutor,
-                ahead: tuple[int, Future] | None) -> tuple[tuple[int, Future] | None, dict]:
+                ahead: tuple[int, Future] | None, snapshot: tuple[str, int] | None
+                ) -> tuple[tuple[int, Future] | None, dict]:
     """One page of `pull`: returns the page being fetched ahead, and what it did."""
-    out = {"pulled": 0, "dropped": 0, "done": False}
+    out = {"pulled": 0, "dropped": 0, "done": False, "snapshot_tried": False}
     since, _epoch = ledger.position()
     if ahead is not None and ahead[0] == since:
         page = ahead[1].result()
@@ -163,6 +164,11 @@ def _pull_round(ledger: Ledger, peer: HttpPeer, truncate: bool, fetcher: ThreadP
     if not page["entries"]:
         out["done"] = True
         return None, out
+    if snapshot is not None and worth_a_snapshot(since, remote_last, snapshot[1]):
+        out["snapshot_tried"] = True
+        out["pulled"] = bootstrap(ledger, peer, snapshot[0])
+        if out["pulled"]:
+            return None, out
     end = int(page["entries"][-1]["gseq"])
     if end < remote_last:
         ahead = (end, fetcher.submit(peer.get, _changes_path(end)))
@@ -211,19 +217,21 @@ def _entries_json(rows: list[tuple]) -> str:
         for g, en, em, eid, dev, seq, hlc, typ, payload, user, base, mode, rec in rows)
 
 
-def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str,
-              snapshot_min: int = SNAPSHOT_MIN) -> int:
-    """A till far behind its peer takes the peer's snapshot (`GET /api/sync/full-export
-    ?format=sqlite`: journal and derived tables as one SQLite file) instead of replaying
-    every entry, as a Raft follower takes InstallSnapshot: when it lacks `snapshot_min`
-    entries or more, and more than it holds (copying the whole shop then costs less than
-    replaying what is missing; a new or wiped till always qualifies). Returns the entries
-    installed; 0 when pages are the way (a short gap, another schema, a peer that cannot
-    give one, a bad file, a journal that diverged)."""
+def worth_a_snapshot(mine: int, remote_last: int, snapshot_min: int = SNAPSHOT_MIN) -> bool:
+    """A till that lacks `snapshot_min` entries or more, and more than it holds, takes a
+    snapshot instead of pages: copying the whole shop then costs less than replaying what
+    is missing (a new or wiped till always qualifies), as a Raft follower that far behind
+    takes InstallSnapshot."""
+    missing = remote_last - mine
+    return missing >= max(snapshot_min, 1) and missing >= mine
+
+
+def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str) -> int:
+    """Take the peer's snapshot (`GET /api/sync/full-export?format=sqlite`: journal and
+    derived tables as one SQLite file). Returns the entries installed; 0 when pages are
+    the way (another schema, a peer that cannot give one, a bad file, a journal that
+    diverged)."""
     mine = ledger.position()[0]
-    missing = int(peer.get("/api/sync/status").get("last_gseq") or 0) - mine
-    if missing < max(snapshot_min, 1) or missing < mine:
-        return 0
     path = os.path.join(directory, f"snapshot-in-{uuid.uuid4().hex}.db")
     try:
         headers = peer.download("/api/sync/full-export?format=sqlite", path)
