@@ -16,61 +16,61 @@ import json
 from typing import Any
 
 
-def _normalize(obj: Any, path: str) -> Any:
+class _Bad(Exception):
+    """A value canonical JSON refuses. The path to it is collected on the way out, so
+    the common case (nothing wrong) builds no path strings: a page of 500 journal entries
+    is signed on every push."""
+
+    def __init__(self, error: type[Exception], what: str, tail: str = ""):
+        super().__init__(what)
+        self.error, self.what, self.tail = error, what, tail
+        self.steps: list[str] = []
+
+    def raise_with_path(self) -> None:
+        at = "$" + "".join(reversed(self.steps))
+        raise self.error(f"{self.what} (at {at}){self.tail}") from None
+
+
+def _normalize(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, str)):
         return obj
     if isinstance(obj, int):
         return obj
     if isinstance(obj, float):
         # ValueError by contract: a float is a bad *value* here, not a bad type
-        raise ValueError(f"floats are not allowed in canonical JSON (at {path})")  # noqa: TRY004
+        raise _Bad(ValueError, "floats are not allowed in canonical JSON")
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
         for k, v in obj.items():
             if isinstance(k, bool) or not isinstance(k, (str, int)):
-                raise TypeError(f"dict keys must be str or int (at {path}): {k!r}")
+                raise _Bad(TypeError, "dict keys must be str or int", f": {k!r}")
             key = k if isinstance(k, str) else str(k)
             if key in out:
-                raise ValueError(f"duplicate key {key!r} after conversion (at {path})")
-            out[key] = _normalize(v, f"{path}.{key}")
+                raise _Bad(ValueError, f"duplicate key {key!r} after conversion")
+            try:
+                out[key] = _normalize(v)
+            except _Bad as bad:
+                bad.steps.append(f".{key}")
+                raise
         return out
     if isinstance(obj, (list, tuple)):
-        return [_normalize(v, f"{path}[{i}]") for i, v in enumerate(obj)]
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable (at {path})")
-
-
-def _normalize_fast(obj: Any) -> Any:
-    """`_normalize` without the path bookkeeping (signing a page of 500 journal entries
-    builds one path string per value otherwise); on any error the caller runs
-    `_normalize` again for the message that says where."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            if isinstance(k, str):
-                key = k
-            elif isinstance(k, int) and not isinstance(k, bool):
-                key = str(k)
-            else:
-                raise TypeError(k)
-            if key in out:
-                raise ValueError(key)
-            out[key] = _normalize_fast(v)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [_normalize_fast(v) for v in obj]
-    raise ValueError(obj)  # floats and anything else: `_normalize` says what and where
+        items: list[Any] = []
+        try:
+            for v in obj:
+                items.append(_normalize(v))
+        except _Bad as bad:
+            bad.steps.append(f"[{len(items)}]")
+            raise
+        return items
+    raise _Bad(TypeError, f"{type(obj).__name__} is not JSON serializable")
 
 
 def canonical_json(obj: Any) -> str:
     """Deterministic compact JSON text; ValueError on any float (incl. NaN/inf)."""
     try:
-        normalized = _normalize_fast(obj)
-    except (TypeError, ValueError):
-        normalized = _normalize(obj, "$")  # raises with the path of the bad value
+        normalized = _normalize(obj)
+    except _Bad as bad:
+        bad.raise_with_path()
     return json.dumps(
         normalized,
         sort_keys=True,
