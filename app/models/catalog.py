@@ -48,7 +48,7 @@ Index("ix_products_active_price", Product.active, Product.price_cents, Product.s
 # Stock and price changes do not bump it. Created by migration 0001 (same SQL).
 CATALOG_GEN_KEY = "catalog_gen"
 BUMP_CATALOG_GEN = ("INSERT INTO node_state (key, value) VALUES ('catalog_gen', '1') "
-         "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;")
+                    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;")
 CATALOG_GEN_TRIGGERS = [
     ("trg_products_gen_insert", f"CREATE TRIGGER trg_products_gen_insert AFTER INSERT ON products "
                                 f"BEGIN {BUMP_CATALOG_GEN} END"),

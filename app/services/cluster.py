@@ -657,24 +657,10 @@ class ClusterRuntime:
             chunk = [e for e in ledger.outbox_events(limit=PUSH_CHUNK) if e.event_id not in sent]
             if not chunk:
                 break
-            last = 0
+            sent.update(e.event_id for e in chunk)
             answers: list[str] = []
             try:
-                for start in range(0, len(chunk), PUSH_PAGE):
-                    events = chunk[start:start + PUSH_PAGE]
-                    sent.update(e.event_id for e in events)
-                    acks = link.submit([e.to_dict() for e in events], timeout=10.0)
-                    answers += [str(a.get("status")) for a in acks]
-                    rejected = [a["event_id"] for a in acks
-                                if a.get("status") in ("rejected", "refused")]
-                    if rejected:
-                        ledger.forget_outbox(rejected, "rejected by the master")
-                    if any(a.get("status") == "not_master" for a in acks):
-                        raise LinkDown("master is not sequencing")
-                    if any(a.get("status") == "deferred" for a in acks):
-                        self._retry_soon()  # after the events they wait for are journaled
-                    pushed += len(events)
-                    last = max([last] + [a.get("gseq") or 0 for a in acks])
+                last = self._push_pages(link, chunk, answers)
                 if last:
                     ledger.wait_for_gseq(last, timeout=5.0)
             finally:
@@ -684,10 +670,29 @@ class ClusterRuntime:
                     self._audit("sync.resubmitted", {"master_id": link.device_id,
                                                      "events": len(answers),
                                                      "acks": _count(answers)})
+            pushed += len(answers)
             ledger.drop_journaled_from_outbox()
             if len(chunk) < PUSH_CHUNK:
                 break
         return pushed
+
+    def _push_pages(self, link: PeerLink, chunk: list[Event], answers: list[str]) -> int:
+        """Submit `chunk` in pages; collect each ack's status; return the highest gseq."""
+        ledger = self.node.ledger
+        last = 0
+        for start in range(0, len(chunk), PUSH_PAGE):
+            acks = link.submit([e.to_dict() for e in chunk[start:start + PUSH_PAGE]],
+                               timeout=10.0)
+            answers += [str(a.get("status")) for a in acks]
+            rejected = [a["event_id"] for a in acks if a.get("status") in ("rejected", "refused")]
+            if rejected:
+                ledger.forget_outbox(rejected, "rejected by the master")
+            if any(a.get("status") == "not_master" for a in acks):
+                raise LinkDown("master is not sequencing")
+            if any(a.get("status") == "deferred" for a in acks):
+                self._retry_soon()  # after the events they wait for are journaled
+            last = max([last] + [a.get("gseq") or 0 for a in acks])
+        return last
 
     def on_submit(self, envelope: Any, remote_addr: str) -> dict:
         body = self.open_envelope(envelope)
