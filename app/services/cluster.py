@@ -32,15 +32,17 @@ from app.services.events import EVENT_TYPES, Event
 from app.services.ledger import LinkDown
 from app.services.node import Node
 from app.services.push_batch import PushBatcher
-from app.services.replication import Diverged, HttpPeer, SyncError, pull
+from app.services.replication import Diverged, HttpPeer, SyncError, drop_losing_tail, pull
 from app.utils.clock import monotonic_ms
 from app.utils.signing import cluster_id, sign, verify
 
 log = logging.getLogger(__name__)
 NODE_NS = "/node"
-# Outbox resubmission (push_outbox): events per submit, and per wait for the journal.
+# Outbox resubmission (push_outbox): events per submit, per outbox read (and audit
+# entry), and the most chunks one sync round submits.
 PUSH_PAGE = 500
 PUSH_CHUNK = 5000
+MAX_PUSH_CHUNKS = 100
 
 
 # The election core runs on monotonic time (wall clocks jump; see election.py).
@@ -577,8 +579,16 @@ class ClusterRuntime:
             self.stats["last_sync_time"] = int(time.time() * 1000)
             if link is None:
                 raise SyncError(f"no link to master {master}")
-            result = pull(self.node.ledger, self._http(link.address), **self._snapshot_args())
+            # Our losing tail (if any) goes back to the outbox, the outbox to the master,
+            # and only then do we pull what we miss: after a partition every till's
+            # resubmission reaches the master at once, instead of each till first
+            # applying everything the tills before it resubmitted.
+            http = self._http(link.address)
+            dropped = drop_losing_tail(self.node.ledger, http)
             pushed = self.push_outbox(link)
+            result = pull(self.node.ledger, http, **self._snapshot_args())
+            result["dropped"] += dropped
+            self.node.ledger.drop_journaled_from_outbox()
             self.caught_up = True
             self.stats["successful_syncs"] += 1
             self.stats["total_events_synced"] += result["pulled"] + pushed
@@ -644,25 +654,23 @@ class ClusterRuntime:
     def push_outbox(self, link: PeerLink) -> int:
         """Submit our outbox to the master in HLC (causal) order, pages of `PUSH_PAGE`.
 
-        Pages go out back to back (each submit waits for its acks, so the master has
-        sequenced a page before it sees the next: a refund never overtakes its sale);
-        the acked events leave the outbox when the journal brings them back, awaited
-        once per chunk of `PUSH_CHUNK`.
+        Pages go out back to back: each submit waits for its acks, so the master has
+        sequenced a page before it sees the next (a refund never overtakes its sale).
+        The acked events stay in the outbox until the journal brings them back (the pull
+        that follows in the sync round, or the master's pushes).
         """
         ledger = self.node.ledger
         pushed = 0
         ledger.drop_journaled_from_outbox()
-        sent: set[str] = set()
-        for _ in range(100):
-            chunk = [e for e in ledger.outbox_events(limit=PUSH_CHUNK) if e.event_id not in sent]
+        after: Event | None = None
+        for _ in range(MAX_PUSH_CHUNKS):
+            chunk = ledger.outbox_events(limit=PUSH_CHUNK, after=after)
             if not chunk:
                 break
-            sent.update(e.event_id for e in chunk)
+            after = chunk[-1]
             answers: list[str] = []
             try:
-                last = self._push_pages(link, chunk, answers)
-                if last:
-                    ledger.wait_for_gseq(last, timeout=5.0)
+                self._push_pages(link, chunk, answers)
             finally:
                 # One entry per chunk, after its pages: an audit write between pages would
                 # wait for this till's write lock while it applies the journal coming back.
@@ -671,15 +679,13 @@ class ClusterRuntime:
                                                      "events": len(answers),
                                                      "acks": _count(answers)})
             pushed += len(answers)
-            ledger.drop_journaled_from_outbox()
             if len(chunk) < PUSH_CHUNK:
                 break
         return pushed
 
-    def _push_pages(self, link: PeerLink, chunk: list[Event], answers: list[str]) -> int:
-        """Submit `chunk` in pages; collect each ack's status; return the highest gseq."""
+    def _push_pages(self, link: PeerLink, chunk: list[Event], answers: list[str]) -> None:
+        """Submit `chunk` in pages; collect each ack's status."""
         ledger = self.node.ledger
-        last = 0
         for start in range(0, len(chunk), PUSH_PAGE):
             acks = link.submit([e.to_dict() for e in chunk[start:start + PUSH_PAGE]],
                                timeout=10.0)
@@ -691,8 +697,6 @@ class ClusterRuntime:
                 raise LinkDown("master is not sequencing")
             if any(a.get("status") == "deferred" for a in acks):
                 self._retry_soon()  # after the events they wait for are journaled
-            last = max([last] + [a.get("gseq") or 0 for a in acks])
-        return last
 
     def on_submit(self, envelope: Any, remote_addr: str) -> dict:
         body = self.open_envelope(envelope)

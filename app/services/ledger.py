@@ -23,7 +23,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
@@ -741,14 +741,16 @@ class Ledger:
         self.notify([("catalog_reloaded", {}), ("outbox_changed", {})])
         return last
 
-    def outbox_events(self, limit: int = 500) -> list[Event]:
+    def outbox_events(self, limit: int = 500, after: Event | None = None) -> list[Event]:
+        """The outbox in causal order (a refund after its sale, even when the sale came
+        back into the outbox later, from a dropped journal tail); `after`: the page that
+        follows that event."""
+        order = (OutboxEvent.hlc, OutboxEvent.event_id)
+        query = select(OutboxEvent).order_by(*order).limit(limit)
+        if after is not None:
+            query = query.where(tuple_(*order) > tuple_(after.hlc, after.event_id))
         with self.db.read() as session:
-            # Causal order: a refund after its sale, even when the sale came back into
-            # the outbox later (a dropped journal tail).
-            rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.hlc,
-                                                                OutboxEvent.event_id)
-                                   .limit(limit)).all()
-            return [Event.from_row(r) for r in rows]
+            return [Event.from_row(r) for r in session.scalars(query).all()]
 
     def drop_journaled_from_outbox(self) -> int:
         """Outbox rows whose event is already in the journal are done (belt and braces)."""

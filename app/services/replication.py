@@ -147,19 +147,13 @@ def _pull_round(ledger: Ledger, peer: HttpPeer, truncate: bool, fetcher: ThreadP
     ahead = None
     anchor = page["anchor"]
     remote_last = int(page["last_gseq"])
-    mine_at_anchor = ledger.position_at(since) if since else None
-    same = bool(since) and anchor.get("event_id") == mine_at_anchor["event_id"] and (
-        anchor.get("epoch") is None or anchor.get("epoch") == mine_at_anchor["epoch"])
-    if since and (remote_last < since or not same):
+    if _leads_elsewhere(ledger, since, page):
         if not truncate:
             if remote_last < since and anchor.get("event_id") is None:
                 out["done"] = True  # the peer is simply behind us
                 return None, out
             raise Diverged(f"{peer.address} diverged from our journal at {since}")
-        keep = common_prefix(ledger, peer, min(since, remote_last))
-        if remote_last >= since:
-            keep = min(keep, since - 1)  # position `since` itself differs: never keep it
-        out["dropped"] = ledger.truncate_after(keep, f"diverged from device at {peer.address}")
+        out["dropped"] = _drop_tail(ledger, peer, since, remote_last)
         return None, out
     if not page["entries"]:
         out["done"] = True
@@ -186,8 +180,43 @@ def _pull_round(ledger: Ledger, peer: HttpPeer, truncate: bool, fetcher: ThreadP
     return ahead, out
 
 
-def _changes_path(since: int) -> str:
-    return f"/api/sync/changes?since={since}&limit={PAGE}"
+def drop_losing_tail(ledger: Ledger, peer: HttpPeer) -> int:
+    """Drop our journal tail now if the peer's journal does not extend it (a tail from an
+    epoch that lost): its events go back to the outbox. Returns the entries dropped.
+
+    A sync round does this first and pushes its outbox before it pulls what it misses, so
+    the events that lost are resubmitted at once instead of after everything the other
+    tills resubmitted meanwhile has been pulled and applied here. One entry is fetched.
+    """
+    since, _epoch = ledger.position()
+    page = peer.get(_changes_path(since, limit=1))
+    if not _leads_elsewhere(ledger, since, page):
+        return 0
+    return _drop_tail(ledger, peer, since, int(page["last_gseq"]))
+
+
+def _leads_elsewhere(ledger: Ledger, since: int, page: dict) -> bool:
+    """Whether the peer's journal, as its page from `since` shows it, does not extend ours
+    (it is shorter, or another entry stands at `since`)."""
+    if not since:
+        return False
+    anchor = page["anchor"]
+    mine = ledger.position_at(since)
+    same = anchor.get("event_id") == mine["event_id"] and (
+        anchor.get("epoch") is None or anchor.get("epoch") == mine["epoch"])
+    return int(page["last_gseq"]) < since or not same
+
+
+def _drop_tail(ledger: Ledger, peer: HttpPeer, since: int, remote_last: int) -> int:
+    """Keep the prefix we share with the peer; the rest of our journal goes to the outbox."""
+    keep = common_prefix(ledger, peer, min(since, remote_last))
+    if remote_last >= since:
+        keep = min(keep, since - 1)  # position `since` itself differs: never keep it
+    return ledger.truncate_after(keep, f"diverged from device at {peer.address}")
+
+
+def _changes_path(since: int, limit: int = PAGE) -> str:
+    return f"/api/sync/changes?since={since}&limit={limit}"
 
 
 def changes_json(ledger: Ledger, since: int, limit: int) -> str:
