@@ -86,7 +86,11 @@ class PeerLink:
         self.device_id: int | None = None
         self.connected = False
         self._stop = threading.Event()
-        self.sio = socketio.Client(reconnection=False, logger=False, engineio_logger=False)
+        # websocket-client checks the UTF-8 of every text frame in pure Python (a quarter
+        # of a till's CPU while journal pages stream in); the frame is decoded as UTF-8
+        # right after anyway (`WebSocket.recv`), in C, which refuses the same bytes.
+        self.sio = socketio.Client(reconnection=False, logger=False, engineio_logger=False,
+                                   websocket_extra_options={"skip_utf8_validation": True})
         self.sio.on("connect", self._on_connect, namespace=NODE_NS)
         self.sio.on("disconnect", self._on_disconnect, namespace=NODE_NS)
         self.sio.on("sync_update", self._on_sync_update, namespace=NODE_NS)
