@@ -2,9 +2,10 @@
 
 Only tills that were given the cluster secret can talk to the cluster; a
 request without a valid signature is refused (and audited by the caller).
-Bodies are signed over their canonical JSON so both sides hash identical text;
-raw HTTP requests are signed over method, path+query, timestamp, device id and
-the SHA-256 of the raw body bytes, so none of them can be altered or swapped.
+Socket.IO messages carry their body as JSON text and are signed over that text
+(``seal`` / ``open_sealed``); raw HTTP requests are signed over method, path+query,
+timestamp, device id and the SHA-256 of the raw body bytes, so none of them can be
+altered or swapped.
 Comparisons use ``hmac.compare_digest`` (constant time).
 
 The secret must be high-entropy (e.g. ``secrets.token_hex(32)`` from
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-
-from app.utils.canonical import canonical_json
+import json
 
 REQUEST_SCHEME = "lanpos-req-v1"
+MESSAGE_SCHEME = b"lanpos-msg-v1\n"  # a message's HMAC can never pass for a request's
 DEFAULT_MAX_SKEW_MS = 10 * 60 * 1000  # tills' clocks may be minutes apart
 
 
@@ -39,18 +40,40 @@ def _safe_equal(expected: str, sig: object) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8"))
 
 
-def sign(secret: str, body: dict) -> str:
-    """Hex HMAC-SHA256 of ``canonical_json(body)``."""
-    return _hmac_hex(secret, canonical_json(body).encode("utf-8"))
+def seal(secret: str, body: dict) -> dict:
+    """A node-to-node message: ``{"body": <body as JSON text>, "sig": <HMAC of that text>}``.
+
+    The text itself is signed, so the receiver checks the bytes it got before it parses
+    them and neither side rebuilds a canonical form (for a 500-entry journal page that
+    walk cost more than the rest of sending it). Raises ValueError for NaN/infinity.
+    """
+    text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    return {"body": text, "sig": _hmac_hex(secret, _message(text))}
 
 
-def verify(secret: str, body: dict, sig: str) -> bool:
-    """True iff ``sig`` is ``sign(secret, body)``. Never raises on bad input."""
+def open_sealed(secret: str, envelope: object) -> dict | None:
+    """The body of a ``seal``-ed envelope, or None if it is not one made with ``secret``
+    (or does not hold a JSON object). Never raises on bad input."""
+    if not isinstance(envelope, dict):
+        return None
+    text = envelope.get("body")
+    if not isinstance(text, str):
+        return None
     try:
-        expected = sign(secret, body)
-    except (TypeError, ValueError):
-        return False
-    return _safe_equal(expected, sig)
+        expected = _hmac_hex(secret, _message(text))
+    except ValueError:  # no secret, or text that is not valid UTF-8
+        return None
+    if not _safe_equal(expected, envelope.get("sig")):
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _message(text: str) -> bytes:
+    return MESSAGE_SCHEME + text.encode("utf-8")
 
 
 def _request_message(

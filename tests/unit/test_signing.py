@@ -1,70 +1,87 @@
 import hashlib
 import hmac
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.utils.signing import cluster_id, sign, sign_request, verify, verify_request
+from app.utils.signing import cluster_id, open_sealed, seal, sign_request, verify_request
 
 SECRET = "s3cr3t-cluster-key-0123456789abcdef"
 BODY = {"device_id": 2, "epoch": [3, 1], "role": "client", "last_gseq": 42}
 REQ = ("POST", "/api/sync/submit?x=1", b'{"event_id":"abc"}', 1_700_000_000_000, 2)
 
 
-# ------------------------------------------------------------------ body sign
+# --------------------------------------------------------------- sealed messages
 
 
-def test_sign_is_hmac_over_canonical_json():
-    expected = hmac.new(
-        SECRET.encode(),
-        b'{"device_id":2,"epoch":[3,1],"last_gseq":42,"role":"client"}',
-        hashlib.sha256,
-    ).hexdigest()
-    assert sign(SECRET, BODY) == expected
-    assert len(expected) == 64
+def test_a_sealed_body_is_its_json_text_and_the_hmac_of_that_text():
+    envelope = seal(SECRET, BODY)
+    assert json.loads(envelope["body"]) == BODY
+    expected = hmac.new(SECRET.encode(), b"lanpos-msg-v1\n" + envelope["body"].encode(),
+                        hashlib.sha256).hexdigest()
+    assert envelope["sig"] == expected
+    assert open_sealed(SECRET, envelope) == BODY
 
 
-def test_sign_ignores_key_order():
-    reordered = dict(reversed(list(BODY.items())))
-    assert sign(SECRET, reordered) == sign(SECRET, BODY)
+def test_a_message_signature_never_passes_for_a_request_signature():
+    envelope = seal(SECRET, BODY)
+    assert not verify_request(SECRET, "GET", envelope["body"], b"", 1, 2, envelope["sig"])
 
 
-def test_verify_ok_and_tampering():
-    sig = sign(SECRET, BODY)
-    assert verify(SECRET, BODY, sig)
-    assert not verify("other-secret", BODY, sig)
-    assert not verify(SECRET, {**BODY, "last_gseq": 43}, sig)
-    assert not verify(SECRET, {**BODY, "extra": None}, sig)
-    assert not verify(SECRET, BODY, sig[:-1] + ("0" if sig[-1] != "0" else "1"))
-    assert not verify(SECRET, BODY, sig.upper())
+def tampered(envelope: dict) -> list[object]:
+    body, sig = envelope["body"], envelope["sig"]
+    flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    return [
+        {"body": body.replace("42", "43"), "sig": sig},        # altered text
+        {"body": body.replace(",", ", "), "sig": sig},         # same JSON, other text
+        {"body": body, "sig": flipped},
+        {"body": body, "sig": sig.upper()},
+        {"body": json.loads(body), "sig": sig},                # a parsed body
+        {"body": body},
+        {"sig": sig},
+        [body, sig],
+        None,
+    ]
+
+
+def test_a_tampered_or_malformed_envelope_opens_to_nothing():
+    envelope = seal(SECRET, BODY)
+    for bad in tampered(envelope):
+        assert open_sealed(SECRET, bad) is None, bad
+    assert open_sealed("other-secret", envelope) is None
+    assert open_sealed("", envelope) is None
 
 
 @pytest.mark.parametrize("bad_sig", ["", None, 123, b"abc", "ä" * 64, "0" * 64])
-def test_verify_bad_signatures_false_not_raise(bad_sig):
-    assert verify(SECRET, BODY, bad_sig) is False
+def test_bad_signatures_open_to_nothing_and_do_not_raise(bad_sig):
+    assert open_sealed(SECRET, {"body": seal(SECRET, BODY)["body"], "sig": bad_sig}) is None
 
 
-def test_verify_unsignable_body_is_false():
-    assert verify(SECRET, {"amount": 1.5}, "0" * 64) is False
+def test_only_a_signed_json_object_opens():
+    for text in ("[1, 2]", "42", "not json", "\ud800"):
+        envelope = {"body": text, "sig": hmac.new(SECRET.encode(), b"lanpos-msg-v1\n"
+                                                  + text.encode("utf-8", "surrogatepass"),
+                                                  hashlib.sha256).hexdigest()}
+        assert open_sealed(SECRET, envelope) is None, text
+
+
+def test_unsendable_bodies_and_an_empty_secret_are_refused():
     with pytest.raises(ValueError):
-        sign(SECRET, {"amount": 1.5})
-
-
-def test_empty_secret_refused():
+        seal(SECRET, {"amount": float("nan")})
     with pytest.raises(ValueError):
-        sign("", BODY)
-    assert verify("", BODY, sign(SECRET, BODY)) is False
+        seal("", BODY)
 
 
 @given(
     st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=6),
     st.text(min_size=1, max_size=20),
 )
-def test_sign_verify_roundtrip(body, secret):
-    sig = sign(secret, body)
-    assert verify(secret, body, sig)
-    assert not verify(secret + "x", body, sig)
+def test_seal_open_roundtrip(body, secret):
+    envelope = seal(secret, body)
+    assert open_sealed(secret, envelope) == body
+    assert open_sealed(secret + "x", envelope) is None
 
 
 # --------------------------------------------------------------- request sign
