@@ -52,6 +52,9 @@ EpochPair = tuple[int, int]
 WIRE_COLUMNS = ("gseq", "epoch_number", "epoch_master", "event_id", "origin_device", "origin_seq",
                 "hlc", "type", "payload", "user", "base_version", "mode", "recorded_ms")
 _WIRE_SELECT = ", ".join(f'"{c}"' for c in WIRE_COLUMNS)
+# Acks that end an event's life in the outbox unjournaled: a stale edit that lost
+# ("rejected", offline) or anything the rules refuse.
+TURNED_DOWN = ("rejected", "refused")
 
 
 class SnapshotUnavailable(Exception):
@@ -508,12 +511,15 @@ class Ledger:
 
     def drain_outbox(self) -> int:
         """Master: journal what is in our own outbox (offline sales made before or while
-        we took over). Earlier HLC first."""
+        we took over). Earlier HLC first. What the rules turn down leaves the outbox, as
+        at a till that resubmits (a stale edit from a dropped tail: chaos seed 4003)."""
         with self.db.read() as session:
             pending = order_offline(session.scalars(select(OutboxEvent)).all())
             events = [Event.from_row(r) for r in pending]
         if events and self.may_sequence():
-            self.sequence(events, from_device=self.device_id)
+            acks = self.sequence(events, from_device=self.device_id)
+            self.forget_outbox([a["event_id"] for a in acks if a.get("status") in TURNED_DOWN],
+                               "turned down when this master journaled its own outbox")
         return len(events)
 
     def stop_sequencing(self) -> None:

@@ -390,3 +390,37 @@ def test_a_till_behind_takes_a_snapshot_only_onto_a_journal_the_snapshot_extends
     behind._keep_offline(offline)
     with pytest.raises(SnapshotUnavailable):
         behind.write_snapshot(str(tmp_path / "other.db"))
+
+
+def test_regression_chaos_seed_4003_a_master_forgets_its_own_edit_that_lost(tmp_path):
+    """Chaos seed 4003: till 2, master on its side of a partition, journaled a price edit;
+    its tail was dropped at the heal (the edit went back to its outbox) and another edit
+    of the same product won. When till 2 became master again it journaled its own outbox,
+    the stale edit was rejected (one conflict record), but the rejected event stayed in
+    its outbox: outbox_pending never reached 0 and the cluster never looked converged."""
+    a = make_ledger(tmp_path, 1)
+    a.start_sequencing((1, 1))
+    a.execute(product(a, stock=5))
+    b = make_ledger(tmp_path, 2)
+    b.receive_entries(a.entries_since(0, 10)["entries"])
+
+    def price_edit(ledger: Ledger, cents: int):
+        return ledger.new_event("product.update", {"sku": "A", "changes": {"price_cents": cents}},
+                                "manager", base_version=1)
+
+    a.stop_sequencing()
+    b.start_sequencing((2, 2))
+    b.execute(price_edit(b, 150))                  # journaled on b's side
+    b.stop_sequencing()
+    a.start_sequencing((3, 1))
+    a.execute(price_edit(a, 200))                  # the edit that wins
+    assert b.truncate_after(1, "lost the partition") == 1
+    b.receive_entries(a.entries_since(1, 10)["entries"], prev=a.entries_since(0, 1)["anchor"])
+    a.stop_sequencing()
+    b.start_sequencing((4, 2))                     # a is gone; b takes over
+    assert count(b, OutboxEvent) == 0
+    assert count(b, ConflictRecord) == 1
+    with b.db.read() as s:
+        assert s.get(Product, "A").price_cents == 200
+    b.drain_outbox()                               # a later round: nothing to do again
+    assert count(b, ConflictRecord) == 1
