@@ -29,7 +29,7 @@ from app.services.election import (
     StepDown,
 )
 from app.services.events import EVENT_TYPES, Event
-from app.services.ledger import TURNED_DOWN, LinkDown
+from app.services.ledger import LinkDown
 from app.services.node import Node
 from app.services.push_batch import PushBatcher
 from app.services.replication import Diverged, HttpPeer, SyncError, drop_losing_tail, pull
@@ -690,9 +690,7 @@ class ClusterRuntime:
             acks = link.submit([e.to_dict() for e in chunk[start:start + PUSH_PAGE]],
                                timeout=10.0)
             answers += [str(a.get("status")) for a in acks]
-            rejected = [a["event_id"] for a in acks if a.get("status") in TURNED_DOWN]
-            if rejected:
-                ledger.forget_outbox(rejected, "rejected by the master")
+            ledger.forget_turned_down(acks)
             if any(a.get("status") == "not_master" for a in acks):
                 raise LinkDown("master is not sequencing")
             if any(a.get("status") == "deferred" for a in acks):

@@ -52,9 +52,14 @@ EpochPair = tuple[int, int]
 WIRE_COLUMNS = ("gseq", "epoch_number", "epoch_master", "event_id", "origin_device", "origin_seq",
                 "hlc", "type", "payload", "user", "base_version", "mode", "recorded_ms")
 _WIRE_SELECT = ", ".join(f'"{c}"' for c in WIRE_COLUMNS)
-# Acks that end an event's life in the outbox unjournaled: a stale edit that lost
-# ("rejected", offline) or anything the rules refuse.
-TURNED_DOWN = ("rejected", "refused")
+
+
+def turned_down(ack: dict) -> bool:
+    """An ack that ends an event's life in the outbox unjournaled: a stale edit that lost
+    ("rejected"), anything the rules refuse, or a sale whose `client_ref` the master holds
+    on another sale ("duplicate" without a gseq: this event is never journaled)."""
+    status = ack.get("status")
+    return status in ("rejected", "refused") or (status == "duplicate" and ack.get("gseq") is None)
 
 
 class SnapshotUnavailable(Exception):
@@ -517,9 +522,7 @@ class Ledger:
             pending = order_offline(session.scalars(select(OutboxEvent)).all())
             events = [Event.from_row(r) for r in pending]
         if events and self.may_sequence():
-            acks = self.sequence(events, from_device=self.device_id)
-            self.forget_outbox([a["event_id"] for a in acks if a.get("status") in TURNED_DOWN],
-                               "turned down when this master journaled its own outbox")
+            self.forget_turned_down(self.sequence(events, from_device=self.device_id))
         return len(events)
 
     def stop_sequencing(self) -> None:
@@ -767,15 +770,30 @@ class Ledger:
                 session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(done)))
         return len(done)
 
+    def forget_turned_down(self, acks: list[dict]) -> int:
+        """Drop the outbox events that these acks (of their submission) turn down for
+        good (`turned_down`); returns how many."""
+        down = [a for a in acks if turned_down(a)]
+        if down:
+            self.forget_outbox([a["event_id"] for a in down], "turned down by the master: "
+                               + ", ".join(sorted({str(a.get("status")) for a in down})))
+        return len(down)
+
     def forget_outbox(self, event_ids: Iterable[str], reason: str) -> None:
-        """A master rejected these (stale edits, never applied here): drop them."""
+        """Drop outbox events that will never be journaled. One that was applied here
+        (an offline sale) is taken back out: the derived tables are rebuilt."""
         ids = list(event_ids)
         if not ids:
             return
         with self.db.write() as session:
+            applied = session.scalar(select(func.count()).select_from(OutboxEvent).where(
+                OutboxEvent.event_id.in_(ids), OutboxEvent.applied.is_(True)))
             session.execute(delete(OutboxEvent).where(OutboxEvent.event_id.in_(ids)))
-            self._audit(session, "sync.rejected", None, {"events": ids[:50], "reason": reason})
-        self.notify([("outbox_changed", {})])
+            if applied:
+                self._rebuild(session)
+            self._audit(session, "sync.rejected", None, {"events": ids[:50], "reason": reason,
+                                                         "unapplied": applied})
+        self.notify([("outbox_changed", {})] + ([("catalog_reloaded", {})] if applied else []))
 
     def stock_of(self, sku: str) -> int | None:
         with self.db.read() as session:

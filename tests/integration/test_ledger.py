@@ -424,3 +424,25 @@ def test_regression_chaos_seed_4003_a_master_forgets_its_own_edit_that_lost(tmp_
         assert s.get(Product, "A").price_cents == 200
     b.drain_outbox()                               # a later round: nothing to do again
     assert count(b, ConflictRecord) == 1
+
+
+def test_an_offline_sale_whose_client_ref_the_master_already_journaled_leaves_the_outbox(tmp_path):
+    """A cashier retries a payment (same client_ref) on a till that lost its disk and has
+    no master: the till sells it offline again. The master answers `duplicate` with the
+    sale it journaled first (no gseq: this event is never journaled). The till must drop
+    it and un-apply it, or its outbox never empties and its stock counts the sale twice."""
+    a = make_ledger(tmp_path, 1)
+    a.start_sequencing((1, 1))
+    a.execute(product(a, stock=5))
+    a.sequence([sale_event(make_ledger(tmp_path, 2), 1, client_ref="pay-1")], from_device=2)
+    wiped = ledger_at(tmp_path / "till2-after-the-wipe", 2)
+    wiped.receive_entries(a.entries_since(0, 1)["entries"])       # the catalog only
+    wiped.execute(sale_event(wiped, 1, client_ref="pay-1", sale_id="s2-retry"))
+    assert stock(wiped) == 4 and count(wiped, OutboxEvent) == 1
+    acks = a.sequence(wiped.outbox_events(), from_device=2)
+    assert acks[0]["status"] == "duplicate" and acks[0]["gseq"] is None
+    assert wiped.forget_turned_down(acks) == 1
+    wiped.receive_entries(a.entries_since(1, 10)["entries"], prev=a.entries_since(0, 1)["anchor"])
+    assert count(wiped, OutboxEvent) == 0
+    assert stock(wiped) == stock(a) == 4
+    assert count(wiped, Sale) == count(a, Sale) == 1
