@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 from app.models.db import Database
 from app.services.audit import AuditLog
 from app.services.events import Event
 from app.services.ledger import Ledger
+from app.services.replication import changes_json
 
 
 class Clock:
@@ -49,3 +52,25 @@ def sale_event(ledger: Ledger, n: int = 1, *, sku: str = "A", qty: int = 1,
         "subtotal_cents": 100 * qty, "discount_cents": 0, "total_cents": 100 * qty,
         "tax_cents": 7, "tax_by_rate": {}, "payments": [{"method": "card", "amount_cents": 100 * qty}],
         "paid_cents": 100 * qty, "change_cents": 0}, "c")
+
+
+class LedgerPeer:
+    """What `HttpPeer.get` returns for /api/sync/changes and /ids, from a ledger in this
+    process (the routes call the same functions); counts the entries it served."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        self.address = f"ledger-{ledger.device_id}"
+        self.served = 0
+
+    def get(self, path: str) -> dict:
+        url = urlparse(path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/api/sync/changes":
+            page = json.loads(changes_json(self.ledger, int(q["since"]), int(q["limit"])))
+            self.served += len(page["entries"])
+            return page
+        if url.path == "/api/sync/ids":
+            return {"ids": self.ledger.ids_between(int(q["low"]), int(q["high"]),
+                                                   epochs=q.get("epochs") == "1")}
+        raise AssertionError(path)

@@ -585,8 +585,12 @@ class ClusterRuntime:
             # applying everything the tills before it resubmitted.
             http = self._http(link.address)
             dropped = drop_losing_tail(self.node.ledger, http)
-            pushed = self.push_outbox(link)
-            result = pull(self.node.ledger, http, **self._snapshot_args())
+            try:
+                pushed = self.push_outbox(link)
+            finally:
+                # A push that fails (a master that stepped down, a timeout) still lets
+                # the journal catch up; the round then counts as failed and is retried.
+                result = pull(self.node.ledger, http, **self._snapshot_args())
             result["dropped"] += dropped
             self.node.ledger.drop_journaled_from_outbox()
             self.caught_up = True

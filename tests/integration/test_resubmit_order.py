@@ -4,37 +4,15 @@ paging). Ledgers on real SQLite files; the peer serves the real page builders.""
 
 from __future__ import annotations
 
-import json
-from urllib.parse import parse_qs, urlparse
+from types import SimpleNamespace
 
 from sqlalchemy import func, select
 
-from app.models import OutboxEvent
-from app.services.ledger import Ledger
-from app.services.replication import changes_json, drop_losing_tail, pull
-from tests.ledgers import make_ledger, product_event, sale_event
-
-
-class LedgerPeer:
-    """What `HttpPeer.get` returns for /api/sync/changes and /ids, from a ledger in this
-    process (the routes call the same functions); counts the entries it served."""
-
-    def __init__(self, ledger: Ledger):
-        self.ledger = ledger
-        self.address = f"ledger-{ledger.device_id}"
-        self.served = 0
-
-    def get(self, path: str) -> dict:
-        url = urlparse(path)
-        q = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if url.path == "/api/sync/changes":
-            page = json.loads(changes_json(self.ledger, int(q["since"]), int(q["limit"])))
-            self.served += len(page["entries"])
-            return page
-        if url.path == "/api/sync/ids":
-            return {"ids": self.ledger.ids_between(int(q["low"]), int(q["high"]),
-                                                   epochs=q.get("epochs") == "1")}
-        raise AssertionError(path)
+from app.models import OutboxEvent, Product
+from app.services import cluster as cluster_module
+from app.services.ledger import Ledger, LinkDown
+from app.services.replication import drop_losing_tail, pull
+from tests.ledgers import LedgerPeer, make_ledger, product_event, sale_event
 
 
 def journal_len(ledger: Ledger) -> int:
@@ -103,3 +81,33 @@ def test_outbox_pages_cover_the_outbox_once_in_causal_order(tmp_path):
         paged += [e.event_id for e in page]
         after = page[-1]
     assert paged == everything
+
+
+def test_a_round_whose_push_fails_still_pulls_the_journal(node, tmp_path, monkeypatch):
+    """The round pushes before it pulls; a push that fails (here every submit) must not
+    keep the till's journal from catching up. The round still counts as failed."""
+    monkeypatch.setattr(node.config, "cluster_secret", "test-secret")
+    runtime = cluster_module.ClusterRuntime(node, emit_nodes=lambda *a: None,
+                                            emit_browsers=lambda *a: None)
+    monkeypatch.setattr(runtime, "_retry_soon", lambda: None)
+    till = node.ledger
+    master = make_ledger(tmp_path, 2)
+    master.receive_entries(till.entries_since(0, 100_000)["entries"])
+    till.stop_sequencing()
+    master.start_sequencing((9, 2))
+    with till.db.read() as s:
+        sku = s.scalars(select(Product.sku)).first()
+    master.execute(master.new_event("stock.receive", {"sku": sku, "quantity": 5}, "m"))
+    till.execute(till.new_event("stock.receive", {"sku": sku, "quantity": 1}, "m"))  # offline
+
+    def refuse(events, timeout):
+        raise LinkDown("timed out")
+
+    link = SimpleNamespace(address="master", device_id=2, connected=True, submit=refuse)
+    runtime.links = {link.address: link}
+    runtime.core.role, runtime.core.master_id = "client", 2
+    monkeypatch.setattr(runtime, "_http", lambda address: LedgerPeer(master))
+    runtime._sync_once("test")
+    assert till.position() == master.position()
+    assert outbox_len(till) == 1                     # not pushed: waits for the next round
+    assert runtime.stats["failed_syncs"] == 1 and runtime.stats["successful_syncs"] == 0
