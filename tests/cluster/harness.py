@@ -6,6 +6,7 @@ Only loopback addresses are used. Every wait is bounded by a timeout.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -22,10 +23,42 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEMO_PINS = {"admin": "1234", "manager": "2345", "cashier": "0000"}
 
 
+def _ports_outside_the_ephemeral_range() -> range:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            low, high = (int(v) for v in fh.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(10_000, low) if low > 11_000 else range(high + 1, 65_536)
+
+
+_NODE_PORTS = _ports_outside_the_ephemeral_range()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port for a node, outside the kernel's ephemeral range.
+
+    A port from bind(0) comes from that range: between this check and the node's own
+    bind, the kernel can hand the same port to another socket (a TCP proxy of the same
+    test binding port 0, a client connection). The node then dies with "Address already
+    in use" while its /health is answered by whatever took the port (seen once in a
+    browser test: a proxy to another till). Ports outside the range are never handed
+    out by bind(0) or connect(); a port is given once per process.
+    """
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.choice(_NODE_PORTS)
+        if port in _handed_out:
+            continue
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_NODE_PORTS}")
 
 
 class NodeProc:
@@ -105,9 +138,11 @@ class NodeProc:
             if not self.alive():
                 raise RuntimeError(f"till {self.device_id} exited; log: {self.tail_log()}")
             try:
-                if self.http.get(self.url + "/health", timeout=1).status_code == 200:
+                r = self.http.get(self.url + "/health", timeout=1)
+                # The right till answering, not whatever else holds the port.
+                if r.status_code == 200 and r.json().get("device_id") == self.device_id:
                     return
-            except requests.RequestException:
+            except (requests.RequestException, ValueError):
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"till {self.device_id} did not come up; log: {self.tail_log()}")
