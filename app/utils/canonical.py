@@ -1,7 +1,8 @@
-"""Canonical JSON: one byte-exact text per value, for hashing and signing.
+"""Canonical JSON: one byte-exact text per value, for the audit hash chain.
 
-Two nodes must produce the identical string for the same data, or hashes and
-signatures break. So: sorted keys, no whitespace, UTF-8 text kept as is
+Two nodes must produce the identical string for the same data, or the hashes of a
+copied chain break (node messages are signed over the text they carry instead:
+``signing.seal``). So: sorted keys, no whitespace, UTF-8 text kept as is
 (``ensure_ascii=False``), and **no floats** (their text form is not stable
 across languages and they have no place in money data anyway).
 
@@ -18,8 +19,9 @@ from typing import Any
 
 class _Bad(Exception):
     """A value canonical JSON refuses. The path to it is collected on the way out, so
-    the common case (nothing wrong) builds no path strings: a page of 500 journal entries
-    is signed on every push."""
+    the common case (nothing wrong) builds no path strings: every audit entry is hashed
+    over its canonical JSON when written, and again when a till verifies a copied chain
+    (thousands of entries after a partition)."""
 
     def __init__(self, error: type[Exception], what: str, tail: str = ""):
         super().__init__(what)
