@@ -592,7 +592,6 @@ class ClusterRuntime:
                 # the journal catch up; the round then counts as failed and is retried.
                 result = pull(self.node.ledger, http, **self._snapshot_args())
             result["dropped"] += dropped
-            self.node.ledger.drop_journaled_from_outbox()
             self.caught_up = True
             self.stats["successful_syncs"] += 1
             self.stats["total_events_synced"] += result["pulled"] + pushed

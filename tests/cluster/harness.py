@@ -46,9 +46,8 @@ def free_port() -> int:
     browser test: a proxy to another till). Ports outside the range are never handed
     out by bind(0) or connect(); a port is given once per process.
     """
-    rng = random.Random()
     for _ in range(500):
-        port = rng.choice(_NODE_PORTS)
+        port = random.choice(_NODE_PORTS)
         if port in _handed_out:
             continue
         with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
