@@ -36,8 +36,11 @@ def create_app(config: Config | None = None) -> Flask:
     from app.services.audit import AuditLog
     from app.services.ledger import Ledger
     from app.services.node import Node
+    from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper
 
     config = config or Config()
+    config.cluster_secret = ensure_cluster_secret(config.data_dir, config.cluster_secret,
+                                                  config.cluster_secret_file)
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),
                         format=f"%(asctime)s till{config.device_id} %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -53,7 +56,7 @@ def create_app(config: Config | None = None) -> Flask:
     ledger = Ledger(db, device_id=config.device_id, clock=wall_ms, audit=audit,
                     submit_timeout=config.submit_timeout)
     node = Node(config=config, db=db, ledger=ledger, audit=audit, clock=wall_ms,
-                schema_version=SCHEMA_VERSION)
+                schema_version=SCHEMA_VERSION, pepper=pin_pepper(config.cluster_secret))
     app.extensions["lanpos_node"] = node
 
     socketio.init_app(app, async_mode="threading", cors_allowed_origins=[],

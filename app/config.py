@@ -15,7 +15,10 @@ class Config:
     host: str = "0.0.0.0"
     data_dir: str = "./data"
     peers: list[str] = field(default_factory=list)
+    # Never from a flag (it would show in `ps`): POS_CLUSTER_SECRET, --cluster-secret-file,
+    # or the data dir's 0600 file (app/utils/shop_secrets.py).
     cluster_secret: str | None = None
+    cluster_secret_file: str | None = None
     discovery: bool = True
     # Add a peer that heartbeats us from an address we did not know (a till that joined
     # with --peer pointing at us). Tests that route all traffic through proxies turn it off.

@@ -23,6 +23,8 @@ class Node:
     # Serializes sale creation at this till: gapless receipt numbers, client_ref dedupe.
     sale_lock: threading.Lock = field(default_factory=threading.Lock)
     cluster: Any = None  # app.services.cluster.ClusterRuntime when clustering is on
+    # Keys every PIN hash; derived from the cluster secret, never stored (shop_secrets.py).
+    pepper: bytes = b""
 
     @property
     def device_id(self) -> int:
