@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 
 from app.services.ledger import Ledger
-from tests.chaos.checker import check_run, fold_stock
+from tests.chaos.checker import SALE_CHECKS, check_run, check_sales, fold_stock
 from tests.ledgers import ledger_at, sale_event
 
 
@@ -70,3 +70,68 @@ def test_checker_finds_two_masters_at_one_epoch_and_unrecorded_oversells(tmp_pat
                                (2, "e2", "sale.create", {"sale_id": "s", "lines": [
                                    {"sku": "A", "quantity": 2}]}, 1, 1)])
     assert stock == {"A": -1} and below == [("e2", "A", 1, 2)]
+
+
+# ------------------------------------------------------- sales against the history
+def _sale(ref: str, sale_id: str) -> dict:
+    return {"sale_id": sale_id, "client_ref": ref, "lines": []}
+
+
+def _unknown(ref: str) -> dict:
+    """A request that ended without an answer (kill -9 cut it): Jepsen's :info."""
+    return op(ref, "unknown", http=None)
+
+
+def test_check_sales_an_unknown_outcome_may_be_journaled_once_or_not_at_all():
+    """The history of issue 12: the master committed a sale, then `kill -9` cut its
+    answer. The sale is journaled (the cashier's retry with the same client_ref finds
+    it); that is not a sale nobody was told about."""
+    history = [op("ok-1", "ok", "s1"), _unknown("cut-by-kill"), _unknown("never-arrived")]
+    journals = {1: [_sale("ok-1", "s1"), _sale("cut-by-kill", "s2")],
+                2: [_sale("ok-1", "s1"), _sale("cut-by-kill", "s2")]}
+    problems, counts = check_sales(journals, history)
+    assert problems == {check: [] for check in SALE_CHECKS}
+    assert counts["unknown_resolved_present"] == 1 and counts["unknown_resolved_absent"] == 1
+
+
+def test_check_sales_an_unknown_outcome_journaled_twice_fails():
+    history = [op("ok-1", "ok", "s1"), _unknown("cut-by-kill")]
+    journals = {1: [_sale("ok-1", "s1"), _sale("cut-by-kill", "s2"), _sale("cut-by-kill", "s3")]}
+    problems, counts = check_sales(journals, history)
+    assert problems["acknowledged sales present exactly once"] == [
+        "till1: sale cut-by-kill (unknown outcome) journaled 2 times"]
+    assert counts["duplicated"] == 1 and counts["unknown_duplicated"] == 1
+
+
+def test_check_sales_an_acknowledged_sale_missing_or_twice_fails_on_the_till_that_has_it_so():
+    history = [op("ok-1", "ok", "s1"), op("ok-2", "ok", "s2")]
+    journals = {1: [_sale("ok-1", "s1"), _sale("ok-2", "s2")],
+                2: [_sale("ok-1", "s1")],                              # ok-2 lost here
+                3: [_sale("ok-1", "s1"), _sale("ok-2", "s2"), _sale("ok-2", "s2")]}
+    problems, counts = check_sales(journals, history)
+    assert sorted(problems["acknowledged sales present exactly once"]) == [
+        "till2: acknowledged sale ok-2 missing", "till3: acknowledged sale ok-2 journaled 2 times"]
+    assert counts["lost"] == 1 and counts["duplicated"] == 1
+
+
+def test_check_sales_refused_never_journaled_and_nothing_else_either():
+    history = [op("refused", "fail", http=409), op("bad", "error", http=400),
+               op("not-sent", "error", http=None),
+               # refused after an unknown first attempt: may still be there once
+               _unknown("retried"), op("retried", "fail", http=409)]
+    journals = {1: [_sale("refused", "s1"), _sale("bad", "s2"), _sale("not-sent", "s3"),
+                    _sale("retried", "s4"), _sale("nobody-sent-this", "s5")]}
+    problems, _ = check_sales(journals, history)
+    assert sorted(problems["refused sales absent"]) == [
+        "till1: sale bad answered ['400'] but journaled",
+        "till1: sale not-sent answered ['error'] but journaled",
+        "till1: sale refused answered ['409'] but journaled"]
+    assert problems["no sale that nobody sold"] == [
+        "till1: sale s5 (client_ref nobody-sent-this) was never sent"]
+    assert problems["acknowledged sales present exactly once"] == []
+
+
+def test_check_sales_an_acknowledged_sale_journaled_under_another_sale_id_fails():
+    problems, _ = check_sales({1: [_sale("ok-1", "other")]}, [op("ok-1", "ok", "s1")])
+    assert problems["acknowledged sales present exactly once"] == [
+        "till1: ok-1 acknowledged as {'s1'}, journaled as other"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from tests.chaos.checker import exception_outcome, sale_outcome
 from tests.chaos.cluster import PINS, ChaosCluster, session
 
 
@@ -62,14 +63,6 @@ class History:
     def close(self) -> None:
         with self._lock:
             self._fh.close()
-
-
-def _classify_exception(exc: Exception) -> tuple[str, str]:
-    text = repr(exc)
-    if isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in text \
-            or "Connection refused" in text:
-        return "error", "not sent: " + type(exc).__name__
-    return "unknown", type(exc).__name__
 
 
 @dataclass
@@ -152,7 +145,7 @@ class Workload:
             r = http.request(method, self.cluster[i].url + path, timeout=timeout,
                              headers={"Authorization": "Bearer " + token}, **kwargs)
         except requests.RequestException as exc:
-            outcome, detail = _classify_exception(exc)
+            outcome, detail = exception_outcome(exc)
             return None, outcome, detail
         if r.status_code == 401:
             tokens.pop((i, user), None)
@@ -191,16 +184,11 @@ class Workload:
         if r is not None:
             op["http"] = r.status_code
             data = _json(r)
-            if r.status_code in (200, 201) and data.get("sale_id"):
-                op.update(outcome="ok", sale_id=data["sale_id"], mode=data.get("status"),
-                          duplicate=r.status_code == 200)
+            op.update(sale_outcome(r.status_code, data))  # the checker's reading of it
+            if op["outcome"] == "ok":
                 self.acked_sales.append((i, data["sale_id"]))
-            elif r.status_code == 409:
-                op.update(outcome="fail", detail=(data.get("error") or {}).get("code", ""))
-            elif r.status_code >= 500:  # the till failed midway: the sale may exist
-                op.update(outcome="unknown", detail=_err(r, data))
-            else:
-                op.update(outcome="error", detail=_err(r, data))
+            elif op["outcome"] != "fail":  # 5xx: the till failed midway, the sale may exist
+                op["detail"] = _err(r, data)
         return self.history.add(op)
 
     def _manager(self) -> None:
