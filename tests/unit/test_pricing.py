@@ -11,6 +11,7 @@ from app.services.pricing import (
     allocate_proportionally,
     price_cart,
     settle_payments,
+    split_refund,
 )
 from app.utils.errors import ApiError, ValidationError
 
@@ -482,3 +483,95 @@ def test_settle_properties(total, payments):
             assert out["amount_cents"] == out["tendered_cents"] - out["change_cents"]
         else:
             assert out == req
+
+
+# ------------------------------------------------------------------ split_refund
+
+
+def test_refund_of_a_card_sale_goes_back_to_the_card():
+    assert split_refund(349, [349], [0]) == [349]
+    assert split_refund(100, [349], [0]) == [100]
+
+
+def test_refund_is_split_in_proportion_to_the_payments():
+    # 300 card + 123 cash (net of change); refunding 141 = a third of the sale.
+    assert split_refund(141, [300, 123], [0, 0]) == [100, 41]
+    # Everything back: each tender gets exactly what it paid.
+    assert split_refund(423, [300, 123], [0, 0]) == [300, 123]
+
+
+def test_refund_remainder_cent_goes_to_the_largest_remainder_then_the_earlier_tender():
+    # 1 cent over 1:1 -> exact tie: the earlier tender.
+    assert split_refund(1, [50, 50], [0, 0]) == [1, 0]
+    # 10 over 200:100 -> 6.67 / 3.33: the larger remainder (the first) gets the extra cent.
+    assert split_refund(10, [200, 100], [0, 0]) == [7, 3]
+    # 10 over 100:200 -> 3.33 / 6.67: the second has the larger remainder.
+    assert split_refund(10, [100, 200], [0, 0]) == [3, 7]
+
+
+def test_partial_refunds_after_earlier_ones_never_exceed_a_tender():
+    paid = [300, 123]
+    done = [0, 0]
+    for amount in (1, 1, 1, 100, 7, 200):
+        parts = split_refund(amount, paid, done)
+        done = [d + p for d, p in zip(done, parts, strict=True)]
+        assert all(d <= p for d, p in zip(done, paid, strict=True))
+    rest = sum(paid) - sum(done)
+    assert [d + p for d, p in zip(done, split_refund(rest, paid, done), strict=True)] == paid
+
+
+def test_refund_after_a_manager_chose_another_tender_uses_what_is_left():
+    # 500 card + 500 cash; a manager sent 800 back in cash: cash has no room left.
+    assert split_refund(200, [500, 500], [0, 800]) == [200, 0]
+
+
+@pytest.mark.parametrize("args", [
+    (424, [300, 123], [0, 0]),     # more than was paid
+    (100, [300, 123], [300, 50]),  # 73 left
+    (-1, [100], [0]),
+    (1, [100], [0, 0]),
+    (1.0, [100], [0]),
+    (True, [100], [0]),
+])
+def test_refund_split_refuses_impossible_input(args):
+    with pytest.raises(ValueError):
+        split_refund(*args)
+
+
+@st.composite
+def refund_histories(draw):
+    """The payments of a sale, then a series of refunds that together stay within it."""
+    paid = draw(st.lists(st.integers(min_value=0, max_value=100_000), min_size=1, max_size=10))
+    total = sum(paid)
+    amounts = []
+    left = total
+    for _ in range(draw(st.integers(min_value=1, max_value=8))):
+        amount = draw(st.integers(min_value=0, max_value=left))
+        amounts.append(amount)
+        left -= amount
+    return paid, amounts
+
+
+@given(refund_histories())
+def test_refund_split_is_exact_and_never_exceeds_a_tender(history):
+    paid, amounts = history
+    done = [0] * len(paid)
+    for amount in amounts:
+        parts = split_refund(amount, paid, done)
+        assert sum(parts) == amount
+        assert all(isinstance(p, int) and 0 <= p for p in parts)
+        done = [d + p for d, p in zip(done, parts, strict=True)]
+        assert all(d <= p for d, p in zip(done, paid, strict=True))
+    # What is left refunds every tender up to exactly what it paid.
+    final = split_refund(sum(paid) - sum(done), paid, done)
+    assert [d + p for d, p in zip(done, final, strict=True)] == paid
+
+
+@given(st.lists(st.integers(min_value=0, max_value=100_000), min_size=1, max_size=10),
+       st.data())
+def test_first_refund_is_within_a_cent_of_the_exact_proportion(paid, data):
+    assume(sum(paid) > 0)
+    amount = data.draw(st.integers(min_value=0, max_value=sum(paid)))
+    parts = split_refund(amount, paid, [0] * len(paid))
+    for part, p in zip(parts, paid, strict=True):
+        assert abs(part - Fraction(amount * p, sum(paid))) < 1
