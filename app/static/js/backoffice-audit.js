@@ -20,7 +20,7 @@
     "user.*", "user.created", "user.updated", "election.*", "election.won", "election.follow",
     "election.master_lost", "role.*", "role.master", "role.step_down", "sync.*", "sync.round", "sync.sequenced",
     "sync.catch_up", "sync.resubmitted", "sync.rejected", "sync.tail_dropped", "node.*", "node.started",
-    "node.stopped", "node.refused", "report.z_closed",
+    "node.stopped", "node.refused", "report.z_closed", "audit.diverged",
   ];
 
   const S = {
@@ -65,6 +65,7 @@
   const LAST_KEYS = ["event_id", "mode", "events"];  // long ids after what a reader looks for
 
   function detailText(d) {
+    if (typeof d === "string") return d;  // a damaged row: the stored text as it is
     if (!d || typeof d !== "object") return "";
     const keys = Object.keys(d);
     const ordered = keys.filter(function (k) { return LAST_KEYS.indexOf(k) < 0; })
@@ -103,8 +104,12 @@
     entries.forEach(function (r) {
       const isBroken = S.broken && S.broken.device_id === r.device_id && S.broken.seq === r.seq;
       const group = String(r.action).split(".")[0];
+      // A damaged row (details that are not the hashed text, a seq that is not a number)
+      // is listed as stored, flagged with what is wrong with it.
+      const damage = r.damaged ? Object.keys(r.damaged).map(function (k) { return k + ": " + r.damaged[k]; }) : [];
       frag.appendChild(el("tr", {
-        class: "row" + (isBroken ? " is-broken" : ""), "data-testid": "audit-row",
+        class: "row" + (isBroken ? " is-broken" : "") + (damage.length ? " is-damaged" : ""),
+        "data-testid": "audit-row", "data-damaged": damage.join("; "),
         "data-action": r.action, "data-device": r.device_id, "data-seq": r.seq, "data-user": r.user || "",
       }, [
         el("td", { class: "nowrap mono", title: new Date(r.ts_ms).toString(), text: BO.fmtDateTime(r.ts_ms) }),
@@ -112,7 +117,9 @@
         el("td", { class: "num muted", text: String(r.seq) }),
         el("td", { text: r.user || "–" }),
         el("td", {}, [el("span", { class: "action action-" + group, text: r.action })]),
-        el("td", { class: "details mono", title: JSON.stringify(r.details, null, 1), text: detailText(r.details) }),
+        el("td", { class: "details mono", title: (damage.length ? "DAMAGED (" + damage.join("; ") + ")\n" : "") +
+          (typeof r.details === "string" ? r.details : JSON.stringify(r.details, null, 1)),
+          text: (damage.length ? "⚠ damaged (" + damage.join("; ") + ")  " : "") + detailText(r.details) }),
       ]));
     });
     body.textContent = "";
@@ -156,7 +163,21 @@
 
   // ------------------------------------------------------------------ verify
   const REASONS = { hash_mismatch: "its contents were changed", prev_mismatch: "it does not link to the entry before it",
-    missing_seq: "an entry is missing", truncated: "entries were cut off the end" };
+    missing_seq: "an entry is missing", truncated: "entries were cut off the end",
+    head_missing: "the record of the chain's end was removed", head_moved: "the record of the chain's end was moved",
+    head_malformed: "the record of the chain's end is damaged", chain_missing: "this till's own chain is gone",
+    seq_not_integer: "an entry's number is damaged", details_invalid_json: "its details are damaged",
+    details_not_canonical: "its details were rewritten", details_not_text: "its details are damaged",
+    device_not_integer: "a till number is damaged", device_unknown: "this till's own id is not recorded" };
+
+  function divergedText(b) {
+    return "its chain no longer extends the copy kept by till " + b.reported_by + " (" + (b.diverged || "changed") +
+      "): entries were rewritten or removed on that till";
+  }
+
+  function reasonText(b) {
+    return b.reason === "diverged" ? divergedText(b) : (REASONS[b.reason] || b.reason || "chain broken");
+  }
 
   // Verifying walks every entry (about 78 s of server CPU at 1,000,000 entries), so a page
   // (re)load reuses this tab's last result for a while; "Verify again" always re-checks.
@@ -204,8 +225,9 @@
         box.dataset.brokenSeq = b.seq;
         box.className = "verify is-bad";
         box.querySelector(".verify-icon").textContent = "✕";
-        $("audit-verify-text").textContent = "Tampering detected: till " + b.device_id + ", entry #" + b.seq +
-          " — " + (REASONS[b.reason] || b.reason || "chain broken") + ".";
+        box.dataset.reason = b.reason || "";
+        $("audit-verify-text").textContent = "Tampering detected: till " + b.device_id +
+          (b.seq !== null && b.seq !== undefined ? ", entry #" + b.seq : "") + " — " + reasonText(b) + ".";
       }
       const list = $("audit-verify-devices");
       list.textContent = "";
@@ -214,9 +236,11 @@
         const chip = el("button", {
           type: "button", class: "chip " + (bad ? "chip-bad" : "chip-ok"),
           "data-testid": "audit-verify-device-" + d.device_id, "data-ok": String(!bad),
+          "data-reason": bad ? d.broken_at.reason : "",
           title: bad ? "Show the entries around the break" : "Show this till's entries",
           text: "Till " + d.device_id + ": " + (bad
-            ? "broken at #" + d.broken_at.seq + " (" + (REASONS[d.broken_at.reason] || d.broken_at.reason) + ")"
+            ? (d.broken_at.reason === "diverged" ? "DIVERGED — " + divergedText(d.broken_at)
+              : "broken at #" + d.broken_at.seq + " (" + reasonText(d.broken_at) + ")")
             : d.entries.toLocaleString("en") + " ok"),
           onclick: function () {
             $("audit-device").value = String(d.device_id);
