@@ -36,6 +36,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.services.audit import AuditLog
     from app.services.ledger import Ledger
     from app.services.node import Node
+    from app.utils.http_surface import AllowedHosts, HttpSurface, same_origin
     from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper
 
     config = config or Config()
@@ -58,18 +59,25 @@ def create_app(config: Config | None = None) -> Flask:
     node = Node(config=config, db=db, ledger=ledger, audit=audit, clock=wall_ms,
                 schema_version=SCHEMA_VERSION, pepper=pin_pepper(config.cluster_secret))
     app.extensions["lanpos_node"] = node
+    # Migrations run without the pepper: wrap any legacy PIN hash this till holds now.
+    from app.services.users import pepper_stored_hashes
 
-    socketio.init_app(app, async_mode="threading", cors_allowed_origins=[],
+    pepper_stored_hashes(node)
+
+    # Browser sockets from the page's own origin only; other tills' clients send no Origin.
+    socketio.init_app(app, async_mode="threading", cors_allowed_origins=same_origin,
                       ping_interval=10, ping_timeout=10, max_http_buffer_size=4 * 1024 * 1024)
+    # Outermost: the Host check and security headers cover the pages, the API and /socket.io.
+    app.wsgi_app = HttpSurface(app.wsgi_app, AllowedHosts(config.host, config.allowed_hosts))
 
     def relay(notices: list) -> None:
         for name, data in notices:
             if name in BROWSER_EVENTS:
                 socketio.emit(name, data, to=sockets.BROWSERS)
+            elif name == "sessions_revoked":
+                sockets.sweep_session_sockets(node, data["username"])
             elif name == "outbox_changed":
-                socketio.emit("cluster_status", {**node.status(),
-                                                 "outbox_pending": ledger.outbox_pending()},
-                              to=sockets.BROWSERS)
+                socketio.emit("cluster_status", node.status_summary(), to=sockets.BROWSERS)
 
     ledger.notify = relay
 
@@ -87,4 +95,6 @@ def create_app(config: Config | None = None) -> Flask:
     if not config.cluster:
         # A node without a cluster is its own master at once (tests, a one-till shop).
         ledger.start_sequencing((max(ledger.epoch[0], 1), config.device_id))
+    # Ready for logins with the users it holds; `run` clears this while its setup runs.
+    node.ready.set()
     return app

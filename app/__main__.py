@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import signal
@@ -10,52 +11,72 @@ import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from app.config import add_run_arguments, load_config
+from app.config import Config, add_run_arguments, load_config
+
+if TYPE_CHECKING:
+    from app.services.node import Node
 
 DEMO_PORTS = (5001, 5002, 5003)
+DEMO_ADMIN_PIN = "123456"  # till 1 creates 'admin' with it (POS_ADMIN_PIN, not a flag)
 
 
-def _secret_for(data_dir: str, given: str | None) -> str:
-    """The cluster secret: given, or kept in the data dir (made on first start)."""
-    if given:
-        return given
-    path = os.path.join(data_dir, "cluster_secret")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip()
-    os.makedirs(data_dir, exist_ok=True)
-    secret = secrets.token_hex(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secret)
-    return secret
+def _users_visible(node: Node, names: set[str]) -> bool:
+    from app.services import users
+
+    return names <= {u["username"] for u in users.list_users(node)}
+
+
+def _setup_users(node: Node, config: Config) -> None:
+    """Journal the --admin-pin user and the demo users; return once this till holds them."""
+    from app.services import seed, users
+
+    wanted = ({"admin"} if config.admin_pin else set()) | (
+        {u[0] for u in seed.DEMO_USERS} if config.seed_demo else set())
+    if _users_visible(node, wanted):
+        node.ready.set()  # a restart: logins can be served now; the rest changes no user
+    if not seed.wait_ready(node, timeout=60):
+        print(f"till{config.device_id}: no master reachable; demo data/admin not created",
+              file=sys.stderr)
+        return
+    if config.admin_pin:
+        users.ensure_admin(node, config.admin_pin)
+    if config.seed_demo:
+        seed.seed_demo(node)
+    # A till that is not master has them once the journal stream brings them back.
+    deadline = time.monotonic() + 30
+    while wanted and not _users_visible(node, wanted) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from app import create_app
     from app.extensions import socketio
-    from app.services import seed, users
+    from app.services import seed
     from app.services.bootstrap import start_cluster, stop_cluster
+    from app.utils.shop_secrets import SecretFileError
 
-    config = load_config(args)
-    config.cluster_secret = _secret_for(config.data_dir, config.cluster_secret)
-    app = create_app(config)
+    try:
+        config = load_config(args)
+        app = create_app(config)  # reads (or makes) the cluster secret
+    except SecretFileError as exc:
+        print(f"lanpos: error: {exc}", file=sys.stderr)
+        return 2
     node = app.extensions["lanpos_node"]
+    if config.admin_pin or config.seed_demo:
+        node.ready.clear()  # /health "starting", logins 503 STARTING until setup is done
     start_cluster(app)
 
     def background_setup() -> None:
-        if not (config.admin_pin or config.seed_demo or config.bench_catalog):
-            return
-        if not seed.wait_ready(node, timeout=60):
-            print(f"till{config.device_id}: no master reachable; demo data/admin not created",
-                  file=sys.stderr)
-            return
-        if config.admin_pin:
-            users.ensure_admin(node, config.admin_pin)
-        if config.seed_demo:
-            seed.seed_demo(node)
-        if config.bench_catalog:
+        try:
+            if config.admin_pin or config.seed_demo:
+                _setup_users(node, config)
+        except Exception:  # noqa: BLE001 - say why, then serve the users the till has
+            logging.getLogger("lanpos.setup").exception("setup of the till's users failed")
+        finally:
+            node.ready.set()
+        if config.bench_catalog and seed.wait_ready(node, timeout=60):
             seed.bulk_catalog(node, config.bench_catalog)
 
     threading.Thread(target=background_setup, name="setup", daemon=True).start()
@@ -76,25 +97,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from app.utils.shop_secrets import CLUSTER_SECRET_FILE, write_secret_file
+
     base = os.path.abspath(args.data_dir or "demo-data")
-    secret = _secret_for(base, None)
+    # One secret for the three tills, in a 0600 file: never on their command lines.
+    secret_file = os.path.join(base, CLUSTER_SECRET_FILE)
+    if not os.path.exists(secret_file):
+        write_secret_file(secret_file, secrets.token_hex(24))
+    env = dict(os.environ, POS_ADMIN_PIN=DEMO_ADMIN_PIN)
+    env.pop("POS_CLUSTER_SECRET", None)  # the file is the demo shop's secret
     ports = DEMO_PORTS
     procs: list[subprocess.Popen] = []
     for i, port in enumerate(ports, start=1):
         peers = [f"127.0.0.1:{p}" for p in ports if p != port]
         cmd = [sys.executable, "-m", "app", "run", "--device-id", str(i), "--port", str(port),
                "--host", "127.0.0.1", "--data-dir", os.path.join(base, f"till{i}"),
-               "--cluster-secret", secret, "--no-discovery", "--shop-name", "lanpos demo shop"]
+               "--cluster-secret-file", secret_file, "--no-discovery",
+               "--shop-name", "lanpos demo shop"]
         for peer in peers:
             cmd += ["--peer", peer]
         if i == 1:
-            cmd += ["--seed-demo", "--admin-pin", "1234"]
-        procs.append(subprocess.Popen(cmd))
+            cmd += ["--seed-demo"]
+        procs.append(subprocess.Popen(cmd, env=env if i == 1 else {
+            k: v for k, v in env.items() if k != "POS_ADMIN_PIN"}))
     print("\nlanpos demo shop: 3 tills on this machine\n")
     for i, port in enumerate(ports, start=1):
         print(f"  till {i}:  http://127.0.0.1:{port}/till      back office: "
               f"http://127.0.0.1:{port}/backoffice")
-    print("\n  PINs:  admin 1234 · manager 2345 · cashier 0000")
+    print("\n  PINs:  admin 123456 · manager 234567 · cashier 0000")
     print(f"  data:  {base}   (delete it to start afresh)")
     print("  stop:  Ctrl-C\n", flush=True)
 
@@ -121,20 +151,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_audit(args: argparse.Namespace) -> int:
-    from app.models.db import Database
+    """Exit 0: every chain verified; 1: broken (tampering, damage, divergence); 2: could
+    not verify (no database, unreadable, or another schema version than this code's)."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.models.db import SCHEMA_VERSION, Database
     from app.services.audit import verify_all
 
     path = os.path.join(args.data_dir, "lanpos.db")
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         print(f"no database at {path}", file=sys.stderr)
         return 2
     db = Database(path)
-    with db.read() as session:
-        result = verify_all(session)
+    try:
+        with db.read() as session:
+            (revision,), = session.connection().exec_driver_sql(
+                "SELECT version_num FROM alembic_version").all()
+            if revision != f"{SCHEMA_VERSION:04d}":
+                print(f"{path} has schema {revision}, this lanpos verifies {SCHEMA_VERSION:04d}: "
+                      "start the till once (it migrates), or use the matching lanpos",
+                      file=sys.stderr)
+                return 2
+            result = verify_all(session, args.device_id)
+    except (SQLAlchemyError, sqlite3.Error, ValueError) as exc:
+        print(f"could not verify {path}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
     for dev in result["devices"]:
         broken = dev["broken_at"] or {}
         state = "ok" if dev["ok"] else f"BROKEN at seq {broken.get('seq')} ({broken.get('reason')})"
+        if broken.get("reason") == "diverged":
+            state += f": its chain was {broken.get('diverged')}, reported by till {broken.get('reported_by')}"
         print(f"device {dev['device_id']}: {dev['entries']} entries verified, {state}")
+    if (result.get("broken_at") or {}).get("reason") == "device_unknown":
+        print("this till's own device id is not recorded (node_state audit_device): "
+              "its own chain cannot be checked (pass --device-id)")
     print("audit log verified: OK" if result["ok"] else "audit log verification FAILED")
     return 0 if result["ok"] else 1
 
@@ -150,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     verify = sub.add_parser("verify-audit", help="verify the audit hash chains of a data dir")
     verify.add_argument("--data-dir", required=True)
+    verify.add_argument("--device-id", type=int, default=None,
+                        help="this till's device id (default: as its database records it)")
     verify.set_defaults(func=cmd_verify_audit)
     return parser
 

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from app.utils.shop_secrets import read_secret_file
+
 
 @dataclass
 class Config:
@@ -19,6 +21,9 @@ class Config:
     # or the data dir's 0600 file (app/utils/shop_secrets.py).
     cluster_secret: str | None = None
     cluster_secret_file: str | None = None
+    # Host names (besides localhost, this machine's hostname and addresses) that browsers
+    # may use to reach this till (app/utils/http_surface.py: DNS rebinding).
+    allowed_hosts: list[str] = field(default_factory=list)
     discovery: bool = True
     # Add a peer that heartbeats us from an address we did not know (a till that joined
     # with --peer pointing at us). Tests that route all traffic through proxies turn it off.
@@ -32,15 +37,18 @@ class Config:
     # A till that lacks this many journal entries (and more than it holds) installs a
     # snapshot of the master's shop instead of replaying them (replication.bootstrap).
     snapshot_min: int = 10_000
+    # Never from a flag either: POS_ADMIN_PIN or --admin-pin-file.
     admin_pin: str | None = None
+    admin_pin_file: str | None = None
     seed_demo: bool = False
     # Hidden (benchmarks only): add N synthetic products once this node can journal edits.
     bench_catalog: int = 0
     shop_name: str = "lanpos demo shop"
     session_ttl: int = 12 * 3600
     idle_lock: int = 300
-    lockout_attempts: int = 5
-    lockout_seconds: int = 300
+    # Managers and admins need PINs of 6+ digits (cashiers 4+); the wrong-PIN back-off
+    # itself is fixed policy (app/services/lockout.py).
+    strong_pins_for_managers: bool = True
     max_body_bytes: int = 256 * 1024
     # Off in the Flask-test-client suite: the node is then its own master at once.
     cluster: bool = True
@@ -62,7 +70,9 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "port": (int, "HTTP/Socket.IO port"),
     "host": (str, "address to bind (default 0.0.0.0: tills must reach each other)"),
     "data_dir": (str, "folder for the SQLite file and the cluster secret"),
-    "cluster_secret": (str, "shared secret that signs node-to-node traffic"),
+    "cluster_secret_file": (str, "0600 file holding the shared secret that signs node-to-node "
+                                 "traffic (default: <data-dir>/cluster_secret, made on first "
+                                 "start; or env POS_CLUSTER_SECRET)"),
     "heartbeat_interval": (float, "seconds between heartbeats (default 0.5)"),
     "failover_timeout": (float, "seconds without heartbeat before a peer is dead (default 2)"),
     "sync_interval": (float, "seconds between periodic sync rounds (default 30)"),
@@ -71,7 +81,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "reclaim_delay": (float, "seconds a returning node must be caught up before reclaiming"),
     "snapshot_min": (int, "journal entries a till may lack before it installs a snapshot "
                           "instead of replaying them (default 10000)"),
-    "admin_pin": (str, "create user 'admin' with this PIN on first start"),
+    "admin_pin_file": (str, "0600 file holding the PIN of user 'admin', created on first start "
+                            "(or env POS_ADMIN_PIN)"),
     "shop_name": (str, "shop name on receipts"),
     "session_ttl": (int, "login session lifetime in seconds"),
     "idle_lock": (int, "seconds of inactivity before the till screen locks"),
@@ -79,6 +90,25 @@ _FLAGS: dict[str, tuple[type, str]] = {
 }
 
 _BOOL_ENVS = {"discovery", "seed_demo"}
+
+# Flags that once took a secret on the command line, where every local user reads it in `ps`.
+_REMOVED_SECRET_FLAGS = {
+    "--cluster-secret": "put the secret in a file only you can read (chmod 600) and pass "
+                        "--cluster-secret-file PATH, or set POS_CLUSTER_SECRET; without either "
+                        "the till keeps its own in <data-dir>/cluster_secret",
+    "--admin-pin": "put the PIN in a file only you can read (chmod 600) and pass "
+                   "--admin-pin-file PATH, or set POS_ADMIN_PIN",
+}
+
+
+class _RemovedSecretFlag(argparse.Action):
+    """A clear error, not 'unrecognized argument', for a removed secret flag."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(f"{option_string} is no longer accepted (a secret on the command line shows "
+                     f"in `ps` to every user of this machine): "
+                     f"{_REMOVED_SECRET_FLAGS[option_string or '']}")
 
 
 def _env_value(name: str, typ: type, env: Mapping[str, str]) -> Any:
@@ -92,6 +122,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `run` (and, minus a few, of `demo`)."""
     for name, (typ, help_text) in _FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text)
+    for flag in _REMOVED_SECRET_FLAGS:
+        parser.add_argument(flag, action=_RemovedSecretFlag, nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--allowed-host", action="append", default=None, dest="allowed_hosts",
+                        metavar="NAME", help="a host name browsers may use to reach this till, "
+                        "besides localhost, its hostname and its addresses (repeatable); "
+                        "env POS_ALLOWED_HOSTS=name,name")
     parser.add_argument("--peer", action="append", default=None, dest="peers", metavar="HOST:PORT",
                         help="static peer (repeatable); env POS_PEERS=host:port,host:port")
     parser.add_argument("--no-discovery", action="store_true", default=None, dest="no_discovery",
@@ -121,6 +157,17 @@ def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] |
     if not peers and env.get("POS_PEERS"):
         peers = [p.strip() for p in env["POS_PEERS"].split(",") if p.strip()]
     cfg.peers = list(peers or [])
+    allowed = getattr(args, "allowed_hosts", None) if args is not None else None
+    if not allowed and env.get("POS_ALLOWED_HOSTS"):
+        allowed = [h.strip() for h in env["POS_ALLOWED_HOSTS"].split(",") if h.strip()]
+    cfg.allowed_hosts = list(allowed or [])
+    # Secrets: a file named by a flag, else the environment (never a flag's value).
+    if cfg.cluster_secret_file is None:
+        cfg.cluster_secret = env.get("POS_CLUSTER_SECRET") or None
+    if cfg.admin_pin_file is not None:
+        cfg.admin_pin = read_secret_file(cfg.admin_pin_file)
+    else:
+        cfg.admin_pin = env.get("POS_ADMIN_PIN") or None
     if args is not None and getattr(args, "no_discovery", None):
         cfg.discovery = False
     elif env.get("POS_DISCOVERY", "").lower() in {"0", "false", "no", "off"}:

@@ -45,7 +45,7 @@ import requests  # noqa: E402
 
 FIRST_LOAD_TARGET_MS = 300.0
 QUERY_TARGET_MS = 100.0
-PINS = {"admin": "1234", "manager": "2345", "cashier": "0000"}
+PINS = {"admin": "123456", "manager": "234567", "cashier": "0000"}
 
 
 def say(msg: str) -> None:
@@ -231,7 +231,7 @@ def start_node(data_dir: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "run", "--device-id", "1", "--port", str(port),
          "--host", "127.0.0.1", "--data-dir", str(data_dir), "--no-discovery",
-         "--cluster-secret", "bench-secret", "--log-level", "WARNING"],
+         "--log-level", "WARNING"],  # the secret: the data dir's 0600 file, made on first start
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

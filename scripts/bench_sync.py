@@ -516,6 +516,11 @@ def has_bench_catalog_flag() -> bool:
     return done.returncode == 0
 
 
+# The catalog template's PIN hashes are keyed with the pepper of the secret it was built
+# under, so the clusters that start from a copy of it run under that same secret.
+TEMPLATE_SECRET = "lanpos-bench-catalog-template-secret"
+
+
 def build_catalog(data_dir: str, products: int) -> None:
     """In-process: demo users + sample catalog + `products` synthetic products (device 1)."""
     code = f"""
@@ -526,10 +531,10 @@ from app.config import Config
 from app.services.seed import bulk_catalog, seed_demo
 from app.services.users import ensure_admin
 app = create_app(Config(data_dir={data_dir!r}, device_id=1, cluster=False, testing=True,
-                        log_level="WARNING"))
+                        cluster_secret={TEMPLATE_SECRET!r}, log_level="WARNING"))
 node = app.extensions["lanpos_node"]
 seed_demo(node)
-ensure_admin(node, "1234")
+ensure_admin(node, "123456")
 t0 = time.monotonic()
 bulk_catalog(node, {products})  # skus BULK-000000 ..., as `run --bench-catalog` makes them
 print(f"    catalog {products:,} products in {{time.monotonic() - t0:.1f}} s", flush=True)
@@ -562,7 +567,8 @@ def bench_bootstrap(n: int, base: str, products: int, template: str | None, use_
     (and on a 2-core box it would only slow the timed till down).
     """
     extra = {1: ["--bench-catalog", str(products)]} if use_flag else None
-    cluster = cluster_args(n, os.path.join(base, f"boot{n}"), extra_args=extra)
+    cluster = cluster_args(n, os.path.join(base, f"boot{n}"), extra_args=extra,
+                           secret=None if use_flag else TEMPLATE_SECRET)
     if not use_flag:
         shutil.copytree(template, cluster[1].data_dir)
     master, newbie = cluster[1], cluster[n]

@@ -10,7 +10,7 @@ from app.models.sales import Payment, Refund, Sale, SaleLine
 # Tables materialized from the journal (+ applied outbox); truncated on rebuild.
 DERIVED_TABLES = [
     "payments", "sale_lines", "refunds", "sales", "stock_movements", "products",
-    "categories", "users", "conflicts",
+    "categories", "users", "conflicts", "login_failures",
 ]
 
 __all__ = [

@@ -72,6 +72,8 @@ class StockMovement(Base):
     device_id: Mapped[int] = mapped_column(Integer, nullable=False)
     user: Mapped[str | None] = mapped_column(String(64))
     created_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The manager whose PIN approved the event that moved the stock (migration 0004).
+    approved_by: Mapped[str | None] = mapped_column(String(64))
 
 
 Index("ix_stock_movements_sku", StockMovement.sku)

@@ -19,7 +19,7 @@ from sqlalchemy import JSON, Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-SCHEMA_VERSION = 2  # the Alembic head, as an integer (revision ids are 0001, 0002, ...)
+SCHEMA_VERSION = 5  # the Alembic head, as an integer (revision ids are 0001, 0002, ...)
 
 
 def make_engine(path: str) -> Engine:

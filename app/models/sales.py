@@ -76,7 +76,11 @@ class Refund(Base):
     lines: Mapped[list] = mapped_column(JSON, nullable=False)
     amount_cents: Mapped[int] = mapped_column(Integer, nullable=False)
     tax_cents: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # "cash", "card", or "split" when the money went back to more than one tender.
     method: Mapped[str] = mapped_column(String(10), nullable=False, default="cash")
+    # [{method, amount_cents}, ...]: how the money went back, adding up to amount_cents
+    # (migration 0004; rows from before it were all cash and were filled in so).
+    tenders: Mapped[list | None] = mapped_column(JSON)
     user: Mapped[str] = mapped_column(String(64), nullable=False)
     device_id: Mapped[int] = mapped_column(Integer, nullable=False)
     created_ms: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -5,19 +5,28 @@ import io
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from app.routes.guards import current_user, node, parse, query_int, require_role
+from app.routes.guards import current_user, node, optional_user, parse, query_int, require_role
 from app.routes.schemas import ConflictResolve, UserCreate, UserUpdate
 from app.services import audit, conflict_log
 from app.services import users as users_service
 from app.utils.errors import ValidationError
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api")
+# Highest (ts_ms, device_id, seq) of an audit cursor: as the filters allow, seq a SQLite INTEGER.
+CURSOR_MAX = (10**15, 99_999, 2**63 - 1)
 
 
 @bp.get("/users")
 def list_users():
-    """Anyone: the login screen's user tiles (never PINs or hashes)."""
-    return jsonify({"success": True, "users": users_service.list_users(node())})
+    """Anyone: the login screen's tiles (username, display name). Logged in: with roles.
+
+    A guest on the shop's LAN learns no roles (which account is worth attacking) and no
+    inactive accounts; staff get the roles (the till's approver dialog lists managers).
+    """
+    users = users_service.list_users(node())
+    if optional_user() is None:
+        users = [{"username": u["username"], "display_name": u["display_name"]} for u in users]
+    return jsonify({"success": True, "users": users})
 
 
 @bp.post("/users")
@@ -34,6 +43,14 @@ def update_user(username: str):
     body = parse(UserUpdate)
     user = users_service.update_user(node(), current_user()["username"], username,
                                      body.model_dump(exclude_unset=True))
+    return jsonify({"success": True, "user": user})
+
+
+@bp.post("/users/<username>/unlock")
+@require_role("admin")
+def unlock_user(username: str):
+    """Clear a user's wrong-PIN back-off on every till (journaled, audited)."""
+    user = users_service.unlock_user(node(), current_user()["username"], username)
     return jsonify({"success": True, "user": user})
 
 
@@ -59,6 +76,9 @@ def audit_list():
             before = (ts, dev, seq)
         except ValueError:
             raise ValidationError("before must be a cursor from 'next'", {"field": "before"}) from None
+        # Each part must fit SQLite's 64-bit INTEGER (a bigger one made the query fail: 500).
+        if not all(0 <= part <= hi for part, hi in zip(before, CURSOR_MAX, strict=True)):
+            raise ValidationError("before must be a cursor from 'next'", {"field": "before"})
     with node().db.read() as session:
         result = audit.search(session, limit=query_int("limit", 100, 1, 1000), before=before,
                               **_audit_filters())
@@ -73,11 +93,10 @@ def audit_export():
     def rows():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["device_id", "seq", "ts_ms", "user", "action", "details", "hash"])
+        writer.writerow(audit.CSV_HEADER)
         with node().db.read() as session:
-            for i, r in enumerate(audit.iterate(session, **filters)):
-                writer.writerow([r.device_id, r.seq, r.ts_ms, r.user or "", r.action,
-                                 audit.canonical_json_text(r.details), r.hash])
+            for i, cells in enumerate(audit.export_rows(session, **filters)):
+                writer.writerow(cells)
                 if i % 500 == 0:
                     yield buffer.getvalue()
                     buffer.seek(0)
@@ -91,8 +110,9 @@ def audit_export():
 @bp.get("/audit/verify")
 @require_role("manager")
 def audit_verify():
-    with node().db.read() as session:
-        result = audit.verify_all(session)
+    n = node()
+    with n.db.read() as session:
+        result = audit.verify_all(session, n.config.device_id)
     return jsonify({"success": True, **result})
 
 

@@ -47,9 +47,10 @@ def create_product():
 @require_role("cashier")
 def update_product(sku: str):
     body = parse(ProductUpdate)
-    user, _approver = acting_manager(body.approver)
+    user, approver = acting_manager(body.approver)
     changes = body.model_dump(exclude_unset=True, exclude={"base_version", "approver"})
-    product = catalog.update_product(node(), user, sku, changes, body.base_version)
+    product = catalog.update_product(node(), user, sku, changes, body.base_version,
+                                     approver=approver)
     return jsonify({"success": True, "product": product})
 
 
@@ -63,8 +64,8 @@ def categories():
 @require_role("cashier")
 def receive():
     body = parse(StockBody)
-    user, _ = acting_manager(body.approver)
-    result = stock.receive(node(), user, body.sku, body.quantity, body.reason)
+    user, approver = acting_manager(body.approver)
+    result = stock.receive(node(), user, body.sku, body.quantity, body.reason, approver=approver)
     return jsonify({"success": True, **result}), 201
 
 
@@ -72,8 +73,8 @@ def receive():
 @require_role("cashier")
 def adjust():
     body = parse(StockBody)
-    user, _ = acting_manager(body.approver)
-    result = stock.adjust(node(), user, body.sku, body.quantity, body.reason)
+    user, approver = acting_manager(body.approver)
+    result = stock.adjust(node(), user, body.sku, body.quantity, body.reason, approver=approver)
     return jsonify({"success": True, **result}), 201
 
 

@@ -17,7 +17,8 @@ def create_sale():
     cashier = current_user()
     approver = None
     if body.approver is not None:
-        approver = users_service.approve(node(), body.approver.username, body.approver.pin)["username"]
+        approver = users_service.approve(node(), body.approver.username, body.approver.pin,
+                                         client=request.remote_addr or "?")["username"]
     sale, created = sales.create_sale(
         node(), cashier, [line.model_dump() for line in body.lines],
         [p.model_dump() for p in body.payments], client_ref=body.client_ref,
@@ -62,8 +63,8 @@ def refund(sale_id: str):
     user, approver = acting_manager(body.approver)
     lines = [line.model_dump() for line in body.lines] if body.lines else None
     return jsonify({"success": True, "sale": sales.refund(node(), user, sale_id, lines,
-                                                          approver=approver,
-                                                          reason=body.reason)}), 201
+                                                          approver=approver, reason=body.reason,
+                                                          refund_to=body.refund_to)}), 201
 
 
 @bp.post("/<sale_id>/void")
@@ -73,4 +74,5 @@ def void(sale_id: str):
     user, approver = acting_manager(body.approver)
     return jsonify({"success": True, "sale": sales.refund(node(), user, sale_id, None,
                                                           kind="void", approver=approver,
-                                                          reason=body.reason)}), 201
+                                                          reason=body.reason,
+                                                          refund_to=body.refund_to)}), 201

@@ -66,7 +66,8 @@ def acting_manager(approver: Any) -> tuple[str, str | None]:
     if approver is None:
         raise Forbidden("this needs a manager: log in as one or send approver {username, pin}",
                         {"required_role": "manager"})
-    approved = users_service.approve(node(), approver.username, approver.pin)
+    approved = users_service.approve(node(), approver.username, approver.pin,
+                                     client=request.remote_addr or "?")
     return user["username"], approved["username"]
 
 
@@ -106,3 +107,24 @@ def query_int(name: str, default: int, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ValidationError(f"{name} must be between {lo} and {hi}", {"field": name})
     return value
+
+
+def optional_user() -> dict[str, Any] | None:
+    """The logged-in user, or None for a caller without a (valid) session.
+
+    A Bearer token that is sent but wrong (expired, revoked) answers 401: the page that
+    sent it learns its session is gone. A stale session cookie is ambient (the browser
+    sends it to the login screen too), so it only makes the caller anonymous.
+    """
+    if request.headers.get("Authorization"):
+        return current_user()
+    if request.cookies.get(SESSION_COOKIE):
+        try:
+            return current_user()
+        except Unauthorized:
+            return None
+    return None
+
+
+def has_role(user: dict[str, Any] | None, role: str) -> bool:
+    return user is not None and users_service.ROLE_RANK[user["role"]] >= users_service.ROLE_RANK[role]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -55,15 +55,21 @@ class RefundLineBody(Strict):
     quantity: Quantity
 
 
+Tender = Literal["cash", "card"]
+
+
 class RefundBody(Strict):
     lines: list[RefundLineBody] | None = Field(default=None, max_length=200)
     approver: Approver | None = None
     reason: Text | None = None
+    # The manager's choice of tender for the money back; absent: the sale's own tenders.
+    refund_to: Tender | None = None
 
 
 class VoidBody(Strict):
     approver: Approver | None = None
     reason: Text | None = None
+    refund_to: Tender | None = None
 
 
 class ProductCreate(Strict):
@@ -78,15 +84,21 @@ class ProductCreate(Strict):
     active: StrictBool = True
 
 
+def unchanged() -> Any:
+    """Default of an edit's field that must not be null: absent means "leave it as it is",
+    an explicit ``null`` fails validation (defaults are not validated, given values are)."""
+    return Field(default=None)
+
+
 class ProductUpdate(Strict):
     base_version: Annotated[StrictInt, Field(ge=1)]
-    name: Name | None = None
-    price_cents: Cents | None = None
-    barcode: Barcode | None = None
-    category: Annotated[StrictStr, Field(min_length=1, max_length=80)] | None = None
-    tax_rate_bp: TaxRate | None = None
-    low_stock_threshold: Annotated[StrictInt, Field(ge=0, le=100_000)] | None = None
-    active: StrictBool | None = None
+    name: Name = unchanged()
+    price_cents: Cents = unchanged()
+    barcode: Barcode | None = None  # null clears the barcode
+    category: Annotated[StrictStr, Field(min_length=1, max_length=80)] | None = None  # null: none
+    tax_rate_bp: TaxRate = unchanged()
+    low_stock_threshold: Annotated[StrictInt, Field(ge=0, le=100_000)] = unchanged()
+    active: StrictBool = unchanged()
     approver: Approver | None = None
 
 
@@ -105,10 +117,10 @@ class UserCreate(Strict):
 
 
 class UserUpdate(Strict):
-    display_name: Annotated[StrictStr, Field(min_length=1, max_length=120)] | None = None
-    role: Literal["cashier", "manager", "admin"] | None = None
-    pin: Pin | None = None
-    active: StrictBool | None = None
+    display_name: Annotated[StrictStr, Field(min_length=1, max_length=120)] = unchanged()
+    role: Literal["cashier", "manager", "admin"] = unchanged()
+    pin: Pin = unchanged()
+    active: StrictBool = unchanged()
 
 
 class ConflictResolve(Strict):

@@ -101,10 +101,11 @@ def status():
 @bp.get("/audit")
 @signed
 def audit_chain():
-    from app.services.audit import export_chain
+    from app.services.audit import chain_head, export_chain
 
     device = query_int("device_id", 0, 1, 99_999)
     after = query_int("after", 0, 0, 10**12)
-    with node().db.read() as session:
+    with node().db.read() as session:  # one snapshot: the head matches the entries
         entries = export_chain(session, device, after, query_int("limit", 1000, 1, 5000))
-    return jsonify({"success": True, "entries": entries})
+        head = chain_head(session, device)
+    return jsonify({"success": True, "entries": entries, "head": head})

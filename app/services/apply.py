@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import (
+    AuthSession,
     Category,
     ConflictRecord,
     JournalEntry,
+    LoginFailure,
     Payment,
     Product,
     Refund,
@@ -70,9 +72,11 @@ def move_stock_many(session: Session, ev: Event, moves: list[tuple[str, int]], k
 
 def movement_row(ev: Event, sku: str, delta: int, kind: str, reason: str | None
                  ) -> dict[str, Any]:
+    approver = ev.payload.get("approver")  # the manager whose PIN approved the event
     return {"event_id": ev.event_id, "sku": sku, "delta": delta, "kind": kind,
             "reason": reason, "device_id": ev.origin_device, "user": ev.user,
-            "created_ms": int(ev.payload.get("created_ms") or 0)}
+            "created_ms": int(ev.payload.get("created_ms") or 0),
+            "approved_by": approver if isinstance(approver, str) else None}
 
 
 def stock_notices(sku: str, name: str, delta: int, stock: int) -> list[Notice]:
@@ -258,10 +262,13 @@ def _give_back(session: Session, ev: Event, kind: str) -> list[Notice]:
         if line is not None:
             line.refunded_qty += int(item["quantity"])
         notices += move_stock(session, ev, item["sku"], int(item["quantity"]), kind)
+    method = p.get("method", "cash")
     session.add(Refund(
         refund_id=p["refund_id"], sale_id=sale.sale_id, kind=kind, lines=p["lines"],
         amount_cents=p["amount_cents"], tax_cents=p.get("tax_cents", 0),
-        method=p.get("method", "cash"), user=ev.user or "", device_id=ev.origin_device,
+        method=method, user=ev.user or "", device_id=ev.origin_device,
+        # Events from before refund tenders (all cash) carry only `method`.
+        tenders=p.get("tenders") or [{"method": method, "amount_cents": int(p["amount_cents"])}],
         created_ms=p["created_ms"], event_id=ev.event_id,
     ))
     sale.refunded_cents += int(p["amount_cents"])
@@ -292,14 +299,55 @@ def _user_create(session: Session, ev: Event) -> list[Notice]:
     return []
 
 
+USER_RANK = {"cashier": 1, "manager": 2, "admin": 3}
+
+
 def _user_update(session: Session, ev: Event) -> list[Notice]:
     user = session.get(User, ev.payload["username"])
     if user is None:
         return []
+    if ev.payload.get("rehash") and ev.base_version is not None and user.version != ev.base_version:
+        return []  # a login's hash upgrade that something else overtook: never undo a reset
+    changes = ev.payload.get("changes", {})
+    ends_sessions = (("pin_hash" in changes and not ev.payload.get("rehash"))
+                     or changes.get("active") is False
+                     or USER_RANK.get(changes.get("role"), 99) < USER_RANK.get(user.role, 0))
     for key in ("display_name", "role", "pin_hash", "active"):
-        if key in ev.payload.get("changes", {}):
-            setattr(user, key, ev.payload["changes"][key])
+        if key in changes:
+            setattr(user, key, changes[key])
     user.version += 1
+    if "pin_hash" in changes and not ev.payload.get("rehash"):
+        _clear_failures(session, ev)  # a new PIN: the wrong guesses at the old one are moot
+    if not ends_sessions:
+        return []
+    # A PIN reset, deactivation or demotion ends the user's sessions on every till that
+    # applies it. Sessions begun after it (a higher user_version) stay, so replaying the
+    # journal (a rebuild) never ends them.
+    ended = session.execute(
+        update(AuthSession)
+        .where(AuthSession.username == user.username, AuthSession.revoked.is_(False),
+               AuthSession.user_version < user.version)
+        .values(revoked=True)).rowcount
+    return [("sessions_revoked", {"username": user.username})] if ended else []
+
+
+def _login_failure_row(session: Session, ev: Event, kind: str) -> None:
+    if session.get(LoginFailure, ev.event_id) is None:
+        session.add(LoginFailure(event_id=ev.event_id, username=ev.payload["username"],
+                                 kind=kind, at_ms=int(ev.payload["created_ms"])))
+
+
+def _clear_failures(session: Session, ev: Event) -> None:
+    _login_failure_row(session, ev, "cleared")
+
+
+def _user_login_failed(session: Session, ev: Event) -> list[Notice]:
+    _login_failure_row(session, ev, "failed")
+    return []
+
+
+def _user_unlock(session: Session, ev: Event) -> list[Notice]:
+    _clear_failures(session, ev)
     return []
 
 
@@ -357,6 +405,8 @@ APPLIERS: dict[str, Callable[[Session, Event], list[Notice]]] = {
     "sale.void": _sale_void,
     "user.create": _user_create,
     "user.update": _user_update,
+    "user.login_failed": _user_login_failed,
+    "user.unlock": _user_unlock,
     "conflict.record": _conflict_record,
     "conflict.resolve": _conflict_resolve,
 }

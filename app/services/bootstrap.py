@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
 
 from app.extensions import socketio
-from app.routes.sockets import BROWSERS, NODES
-from app.services.cluster import NODE_NS, ClusterRuntime
+from app.routes.sockets import BROWSERS, NODES, sweep_session_sockets
+from app.services import users
+from app.services.cluster import NODE_NS, ClusterRuntime, MonotonicJobs
+
+log = logging.getLogger(__name__)
+# Seconds between housekeeping runs: a browser socket outlives its session's expiry by
+# at most this long (revocations and logouts end sockets at once).
+HOUSEKEEPING_INTERVAL = 15.0
+
+
+def housekeeping(app: Flask) -> None:
+    """Purge ended sessions and failure rows that no longer count; end the browser
+    sockets of sessions that ended (expiry)."""
+    node = app.extensions["lanpos_node"]
+    sweep_session_sockets(node)
+    purged = users.housekeeping(node)
+    if any(purged.values()):
+        log.info("housekeeping purged %s", purged)
+
+
+def start_housekeeping(app: Flask) -> MonotonicJobs:
+    """The periodic housekeeping job, with or without clustering (stopped by stop_cluster)."""
+    jobs = MonotonicJobs()
+    jobs.every(HOUSEKEEPING_INTERVAL, lambda: housekeeping(app), "housekeeping")
+    app.extensions["lanpos_housekeeping"] = jobs
+    return jobs
 
 
 def start_cluster(app: Flask) -> ClusterRuntime | None:
     node = app.extensions["lanpos_node"]
+    start_housekeeping(app)
     if not node.config.cluster:
         return None
 
@@ -37,5 +64,8 @@ def start_cluster(app: Flask) -> ClusterRuntime | None:
 
 def stop_cluster(app: Flask) -> None:
     node = app.extensions["lanpos_node"]
+    jobs = app.extensions.pop("lanpos_housekeeping", None)
+    if jobs is not None:
+        jobs.stop()
     if node.cluster is not None:
         node.cluster.stop()

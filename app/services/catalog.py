@@ -127,14 +127,17 @@ def create_product(node: Node, user: str, data: dict[str, Any]) -> dict[str, Any
 
 
 def update_product(node: Node, user: str, sku: str, changes: dict[str, Any],
-                   base_version: int) -> dict[str, Any]:
-    """A price or product edit. Stale `base_version` -> 409 CONFLICT naming the winner."""
+                   base_version: int, approver: str | None = None) -> dict[str, Any]:
+    """A price or product edit. Stale `base_version` -> 409 CONFLICT naming the winner.
+
+    `approver`: the manager whose PIN approved the edit (None: the user is a manager)."""
     if "barcode" in changes:
         check_barcode(changes["barcode"])
     before = get_product(node, sku)
-    ev = node.ledger.new_event("product.update", {"sku": sku, "changes": changes}, user,
+    ev = node.ledger.new_event("product.update", {"sku": sku, "changes": changes,
+                                                  "approver": approver}, user,
                                base_version=base_version)
-    audit = {"sku": sku, "changes": changes, "base_version": base_version}
+    audit = {"sku": sku, "changes": changes, "base_version": base_version, "approver": approver}
     if "price_cents" in changes:
         audit["old_price_cents"] = before["price_cents"]
     ev.extra["audit"] = ("price.changed" if "price_cents" in changes else "product.updated", audit)

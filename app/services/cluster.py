@@ -17,6 +17,7 @@ from typing import Any, Callable
 import socketio
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from app.services import refusals
 from app.services.election import (
     BecomeMaster,
     ElectionCore,
@@ -210,7 +211,6 @@ class ClusterRuntime:
         # Audit chain heads: as peers announce them, and how far our copies reach.
         self._peer_audit_seq: dict[int, int] = {}
         self._copied_audit_seq: dict[int, int] = {}
-        self._refused_at: dict[str, int] = {}
         self._last_state: tuple | None = None
         self.stats = {"last_sync_time": None, "total_syncs": 0, "successful_syncs": 0,
                       "failed_syncs": 0, "total_events_synced": 0, "last_error": None}
@@ -343,8 +343,17 @@ class ClusterRuntime:
         """Our heartbeat to each link; each reply is the peer's heartbeat."""
         envelope = envelope or self._my_heartbeat()
         for link in links:
-            link.emit("heartbeat", envelope, callback=lambda reply, lk=link, gen=self._stall_gen:
-                      self._on_reply(reply, lk, gen))
+            # The ack's arguments are the peer's to choose: none (an empty ack) or several
+            # must be refused like a bad one, not raise TypeError in the socket thread.
+            link.emit("heartbeat", envelope, callback=lambda *reply, lk=link, gen=self._stall_gen:
+                      self._on_ack(reply, lk, gen))
+
+    def _on_ack(self, args: tuple, link: PeerLink, stall_gen: int | None = None) -> None:
+        """A peer's ack to our heartbeat, as the socket gave it: exactly one envelope."""
+        if len(args) != 1:
+            self.refuse(link.address, f"heartbeat ack with {len(args)} arguments, not 1")
+            return
+        self._on_reply(args[0], link, stall_gen)
 
     def _on_reply(self, reply: Any, link: PeerLink, stall_gen: int | None = None) -> None:
         body = self.open_envelope(reply)
@@ -399,13 +408,8 @@ class ClusterRuntime:
         self._push_status_if_changed()
 
     def refuse(self, who: str, reason: str) -> None:
-        """Audit refused node traffic, at most once a minute per sender."""
-        now = now_ms()
-        if now - self._refused_at.get(who, 0) < 60_000:
-            return
-        self._refused_at[who] = now
-        log.warning("refused node traffic from %s: %s", who, reason)
-        self._audit("node.refused", {"from": who, "reason": reason})
+        """Audit refused node traffic, at most once a minute per sender (refusals.py)."""
+        refusals.refuse(self.node, "node.refused", who, reason)
 
     def on_node_connect(self, auth: Any, remote_addr: str) -> bool:
         body = self.open_envelope(auth)
@@ -610,32 +614,38 @@ class ClusterRuntime:
             self._push_status_if_changed()
 
     def pull_audit(self) -> int:
-        """Copy each live peer's own audit chain (verified link by link) into ours."""
-        from app.services.audit import import_chain, last_entry
+        """Copy each live peer's own audit chain (verified link by link) into ours, and
+        report a chain that no longer extends our copy (`audit.take_peer_chain`)."""
+        from app.services.audit import chain_head, take_peer_chain
 
         added = 0
         for link in list(self.links.values()):
-            if not link.connected or not link.device_id:
+            if not link.connected or not link.device_id or link.device_id == self.device_id:
                 continue
             head = self._peer_audit_seq.get(link.device_id)
             copied = self._copied_audit_seq.get(link.device_id)
-            if head is not None and copied is not None and head <= copied:
-                continue  # its heartbeat says nothing new since our last copy
+            if head is not None and copied is not None and head == copied:
+                continue  # its heartbeat says its chain ends where our copy does
             with self.node.db.read() as session:
-                last = last_entry(session, link.device_id)
-            after = last.seq if last else 0
-            self._copied_audit_seq[link.device_id] = after
+                last = chain_head(session, link.device_id)
+            ours = last["seq"] if last else 0
+            # From our last entry on: the peer must still hold it, unchanged.
             try:
                 page = self._http(link.address).get(
-                    f"/api/sync/audit?device_id={link.device_id}&after={after}&limit=2000")
+                    f"/api/sync/audit?device_id={link.device_id}&after={max(ours - 1, 0)}"
+                    "&limit=2000")
             except SyncError as exc:
                 log.debug("audit pull from %s failed: %s", link.address, exc)
                 continue
-            if page["entries"]:
-                with self.node.db.write() as session:
-                    n = import_chain(session, link.device_id, page["entries"])
-                added += n
-                self._copied_audit_seq[link.device_id] = after + n
+            if not isinstance(page, dict):
+                continue
+            with self.node.db.write() as session:
+                result = take_peer_chain(session, self.node.audit, link.device_id, page)
+            added += result["added"]
+            self._copied_audit_seq[link.device_id] = ours + result["added"]
+            if result.get("recorded"):
+                log.warning("audit chain of till %s no longer extends our copy (%s): "
+                            "audit.diverged recorded", link.device_id, result["diverged"])
         return added
 
     def _retry_soon(self) -> None:

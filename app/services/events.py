@@ -9,6 +9,9 @@ from typing import Any
 # keyed by id): a till applies these at once, even offline. Edits wait for the master.
 COMMUTATIVE_TYPES = frozenset({
     "sale.create", "sale.refund", "sale.void", "stock.receive", "stock.adjust",
+    # Wrong PINs and their clearing: rows keyed by event id with the failing till's time
+    # (`lockout.py` reads them in any order), so an offline till counts them at once.
+    "user.login_failed", "user.unlock",
 })
 
 # Decisions a master derives itself; a dropped journal tail never resubmits them, the
@@ -18,7 +21,7 @@ MASTER_DERIVED_TYPES = frozenset({"conflict.record"})
 EVENT_TYPES = frozenset({
     "category.create", "product.create", "product.update", "stock.receive", "stock.adjust",
     "sale.create", "sale.refund", "sale.void", "user.create", "user.update",
-    "conflict.record", "conflict.resolve",
+    "user.login_failed", "user.unlock", "conflict.record", "conflict.resolve",
 })
 
 

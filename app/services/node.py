@@ -10,6 +10,7 @@ from app.config import Config
 from app.models.db import Database
 from app.services.audit import AuditLog
 from app.services.ledger import Ledger
+from app.services.refusals import RefusalLimiter
 
 
 @dataclass
@@ -25,6 +26,11 @@ class Node:
     cluster: Any = None  # app.services.cluster.ClusterRuntime when clustering is on
     # Keys every PIN hash; derived from the cluster secret, never stored (shop_secrets.py).
     pepper: bytes = b""
+    # Rate limit of refused-traffic audit entries (refusals.py), shared by sockets and cluster.
+    refusals: RefusalLimiter = field(default_factory=RefusalLimiter)
+    # Set once the till can serve a login: at once for create_app, after the background
+    # setup (--admin-pin user, demo users journaled and visible here) for `run`.
+    ready: threading.Event = field(default_factory=threading.Event)
 
     @property
     def device_id(self) -> int:
@@ -39,3 +45,13 @@ class Node:
                 "master_id": self.device_id if self.ledger.sequencing else None,
                 "epoch": epoch, "state": "online" if self.ledger.sequencing else "offline",
                 "nodes": []}
+
+    def status_summary(self) -> dict[str, Any]:
+        """What a till page's status pill needs: no peer addresses, no sync errors.
+
+        `status()` (peers, addresses, sync counters) is for managers only.
+        """
+        status = self.status()
+        return {"device_id": self.device_id, "role": status["role"],
+                "master_id": status["master_id"], "epoch": status["epoch"],
+                "state": status["state"], "outbox_pending": self.ledger.outbox_pending()}

@@ -20,6 +20,9 @@ Prices are **gross** (tax included, as on the shelf label). The rules, in order:
 
 ``settle_payments`` applies the tender rules: change comes only from cash, a
 card is never charged more than what is still due.
+
+``split_refund`` says which tenders a refund pays back: the sale's own, in proportion
+to what each still has to give back, never more to one than it paid.
 """
 
 from __future__ import annotations
@@ -109,6 +112,30 @@ def allocate_proportionally(amount: int, weights: list[int]) -> list[int]:
     for i in order[:leftover]:
         shares[i] += 1
     return shares
+
+
+def split_refund(amount_cents: int, paid_cents: list[int], refunded_cents: list[int]) -> list[int]:
+    """Split a refund over the sale's tenders: how much goes back to each.
+
+    ``paid_cents[i]``: what tender ``i`` contributed to the sale (cash net of change);
+    ``refunded_cents[i]``: what earlier refunds already gave back to it. Each tender's
+    *room* is ``max(0, paid - refunded)``; the refund is split over the rooms by
+    :func:`allocate_proportionally` (largest remainder; leftover cents to the largest
+    remainders, ties to the earlier tender). So the parts add up to the refund exactly,
+    no tender ever gets back more than it paid in total over all refunds, the first
+    refund is in proportion to the payments, and refunding everything that is left
+    gives every tender exactly its room. Raises ValueError if the refund exceeds the
+    total room or the inputs are not non-negative integers of equal length.
+    """
+    if len(paid_cents) != len(refunded_cents):
+        raise ValueError("paid_cents and refunded_cents differ in length")
+    for value in (amount_cents, *paid_cents, *refunded_cents):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("amounts must be non-negative integer cents")
+    room = [max(0, paid - done) for paid, done in zip(paid_cents, refunded_cents, strict=True)]
+    if amount_cents > sum(room):
+        raise ValueError(f"a refund of {amount_cents} exceeds the {sum(room)} left to give back")
+    return allocate_proportionally(amount_cents, room)
 
 
 def _validate_line(line: PriceLine, idx: int) -> int:

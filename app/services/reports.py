@@ -8,8 +8,11 @@ same journal (plus its own offline sales still waiting in the outbox).
 * sales: every sale created that day (also the ones voided later), gross = their totals.
 * refunds / voids: the money given back that day (a refund of yesterday's sale counts
   today: that is when the money left the drawer), with their tax.
-* payments: what each method contributed to the day's sales (cash is net of change).
-* cash expected in the drawer = cash taken - change given - cash refunds/voids.
+* payments: what each method contributed to the day's sales (cash is net of change), and
+  `refunded_cents`: what refunds/voids that day paid back to that method.
+* cash expected in the drawer = cash taken - change given - the cash part of refunds/voids
+  (a refund goes back to the sale's own tenders unless a manager chose one: a card sale's
+  refund leaves the drawer alone).
 * tax by rate: the sales' `tax_by_rate` minus the refunds' tax of that rate (computed
   per refund line the same way the refund computed it, so the totals match exactly).
 
@@ -34,6 +37,8 @@ from app.utils.money import round_half_up_div
 Z_ACTION = "report.z_closed"
 TOP_PRODUCTS = 10
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MIN_DAY = date(1970, 1, 2)  # the first local day whose midnight is after the epoch anywhere
+MAX_DAY = date(9998, 12, 31)
 
 
 # ------------------------------------------------------------------ days
@@ -44,9 +49,15 @@ def parse_day(text: str | None, now_ms: int) -> date:
     if not isinstance(text, str) or not _DATE.match(text):
         raise ValidationError("date must be YYYY-MM-DD", {"field": "date"})
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise ValidationError("date is not a real calendar day", {"field": "date"}) from None
+    if not MIN_DAY <= day <= MAX_DAY:
+        # Local midnights outside these have no epoch-ms timestamp (year 1) or no next day
+        # (9999-12-31): the bounds computation overflowed into a 500.
+        raise ValidationError(f"date must be between {MIN_DAY.isoformat()} and {MAX_DAY.isoformat()}",
+                              {"field": "date"})
+    return day
 
 
 def local_date(ms: int) -> date:
@@ -71,6 +82,13 @@ def _rate_figures(value: Any) -> tuple[int, int]:
     if isinstance(value, dict):
         return int(value.get("gross_cents") or 0), int(value.get("tax_cents") or 0)
     return 0, int(value or 0)
+
+
+def _tenders(r: Refund) -> list[dict[str, int]]:
+    """The money a refund/void gave back per tender (rows before migration 0004: its method)."""
+    if r.tenders is None:
+        return [{"method": r.method, "amount_cents": r.amount_cents}]
+    return [{"method": t["method"], "amount_cents": int(t["amount_cents"])} for t in r.tenders]
 
 
 def _bucket() -> dict[str, int]:
@@ -152,6 +170,7 @@ def day_report(node: Node, day: date) -> dict[str, Any]:
             tax[int(rate)]["sales_tax_cents"] += tax_cents
 
     cash_refunds: dict[int, int] = defaultdict(int)
+    refunded_by_method: dict[str, int] = defaultdict(int)
     for r in refunds:
         kind = "voids" if r.kind == "void" else "refunds"
         totals[f"{kind}_count"] += 1
@@ -160,8 +179,10 @@ def day_report(node: Node, day: date) -> dict[str, Any]:
         for bucket in (by_till[r.device_id], by_cashier[r.user or "?"]):
             bucket[f"{kind}_count"] += 1
             bucket[f"{kind}_cents"] += r.amount_cents
-        if r.method == "cash":
-            cash_refunds[r.device_id] += r.amount_cents
+        for tender in _tenders(r):  # the drawer pays out only the cash part of a refund
+            refunded_by_method[tender["method"]] += tender["amount_cents"]
+            if tender["method"] == "cash":
+                cash_refunds[r.device_id] += tender["amount_cents"]
         for line in r.lines or []:
             rate = line_rate.get((r.sale_id, line.get("sku")))
             money = int(line.get("amount_cents") or 0)
@@ -189,8 +210,10 @@ def day_report(node: Node, day: date) -> dict[str, Any]:
         d["expected_cents"] = d["tendered_cents"] - d["change_cents"] - d["refunded_cents"]
     cash = {k: sum(d[k] for d in drawer.values())
             for k in ("tendered_cents", "change_cents", "refunded_cents", "expected_cents")}
-    for method in ("cash", "card"):
+    for method in ("cash", "card", *refunded_by_method):
         methods.setdefault(method, {"count": 0, "amount_cents": 0})
+    for method, m in methods.items():
+        m["refunded_cents"] = refunded_by_method.get(method, 0)
 
     tills = []
     for device_id in sorted(by_till):

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.models import NodeState, OutboxEvent, Payment, Product, Refund, Sale, SaleLine
 from app.services.node import Node
-from app.services.pricing import PriceLine, price_cart, settle_payments
+from app.services.pricing import PriceLine, price_cart, settle_payments, split_refund
 from app.services.users import ROLE_RANK
 from app.utils.errors import ApiError, Conflict, NotFound, ValidationError
 from app.utils.money import round_half_up_div
@@ -47,6 +47,7 @@ def sale_dict(session: Session, sale: Sale) -> dict[str, Any]:
                       "tendered_cents": p.tendered_cents, "change_cents": p.change_cents}
                      for p in payments],
         "refunds": [{"refund_id": r.refund_id, "kind": r.kind, "amount_cents": r.amount_cents,
+                     "method": r.method, "tenders": refund_tenders(r),
                      "lines": r.lines, "user": r.user, "created_ms": r.created_ms}
                     for r in refunds],
     }
@@ -242,10 +243,50 @@ def _refunded_cents_by_sku(session: Session, sale_id: str) -> dict[str, int]:
     return paid_back
 
 
+def refund_tenders(row: Refund) -> list[dict[str, Any]]:
+    """How a refund's money went back: [{method, amount_cents}] (rows before 0004: cash)."""
+    if row.tenders is not None:
+        return [{"method": t["method"], "amount_cents": int(t["amount_cents"])} for t in row.tenders]
+    return [{"method": row.method, "amount_cents": row.amount_cents}]
+
+
+def _tenders_back(session: Session, sale_id: str, amount: int,
+                  refund_to: str | None) -> list[dict[str, Any]]:
+    """Where `amount` goes back: the tender a manager chose, else the sale's own tenders.
+
+    The sale's tenders are its payment methods in the order first paid, each weighted by
+    what it contributed (cash net of change), less what earlier refunds gave back to it
+    (pricing.split_refund: exact cents, never more to a tender than it paid in total).
+    """
+    if refund_to is not None:
+        return [{"method": refund_to, "amount_cents": amount}] if amount else []
+    paid: dict[str, int] = {}
+    for pay in session.scalars(select(Payment).where(Payment.sale_id == sale_id)
+                               .order_by(Payment.id)):
+        paid[pay.method] = paid.get(pay.method, 0) + pay.amount_cents
+    refunded: dict[str, int] = {}
+    for row in session.scalars(select(Refund).where(Refund.sale_id == sale_id)):
+        for tender in refund_tenders(row):
+            refunded[tender["method"]] = refunded.get(tender["method"], 0) + tender["amount_cents"]
+    methods = list(paid)
+    try:
+        parts = split_refund(amount, [paid[m] for m in methods],
+                             [refunded.get(m, 0) for m in methods])
+    except ValueError:
+        raise Conflict("the sale's payments have nothing left to give back",
+                       {"sale_id": sale_id, "amount_cents": amount}, code="OVER_REFUND") from None
+    return [{"method": m, "amount_cents": part} for m, part in zip(methods, parts, strict=True)
+            if part]
+
+
 def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | None,
            *, kind: str = "refund", approver: str | None = None,
-           reason: str | None = None) -> dict[str, Any]:
-    """Refund some lines (or all that is left), or void the whole sale; both restock."""
+           reason: str | None = None, refund_to: str | None = None) -> dict[str, Any]:
+    """Refund some lines (or all that is left), or void the whole sale; both restock.
+
+    The money goes back to the sale's own tenders in proportion (a card sale to the card),
+    or all to `refund_to` ("cash"/"card") when the manager approving it chose so.
+    """
     with node.sale_lock:
         with node.db.read() as session:
             sale = session.get(Sale, sale_id)
@@ -283,16 +324,23 @@ def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | No
             if not refund_lines:
                 raise Conflict("nothing left to refund on this sale", {"sale_id": sale_id},
                                code="NOTHING_TO_REFUND")
+            tenders = _tenders_back(session, sale_id, amount, refund_to)
+        if len(tenders) == 1:
+            method = tenders[0]["method"]
+        else:
+            method = "split" if tenders else (refund_to or "cash")
         refund_id = uuid.uuid4().hex
         payload = {"refund_id": refund_id, "sale_id": sale_id, "lines": refund_lines,
-                   "amount_cents": amount, "tax_cents": tax, "method": "cash",
+                   "amount_cents": amount, "tax_cents": tax, "method": method,
+                   "tenders": tenders, "refund_to": refund_to,
                    "approver": approver, "reason": reason}
         ev = node.ledger.new_event("sale.void" if kind == "void" else "sale.refund", payload, user)
         ev.extra["audit"] = (f"sale.{'voided' if kind == 'void' else 'refunded'}", {
             "sale_id": sale_id, "receipt_no": sale.receipt_no, "amount_cents": amount,
-            "lines": refund_lines, "approver": approver, "reason": reason})
+            "lines": refund_lines, "tenders": tenders, "refund_to": refund_to,
+            "approver": approver, "reason": reason})
         outcome = node.ledger.execute(ev)
         result = get_sale(node, sale_id)
         result["refund"] = {"refund_id": refund_id, "amount_cents": amount, "kind": kind,
-                            "status": outcome.status}
+                            "method": method, "tenders": tenders, "status": outcome.status}
         return result

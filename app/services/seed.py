@@ -11,9 +11,10 @@ from app.services.node import Node
 from app.services.users import hash_pin
 from app.utils.sample_catalog import SAMPLE_CATALOG
 
+# Managers and admins need 6-digit PINs (Config.strong_pins_for_managers); cashiers 4.
 DEMO_USERS = [
-    ("admin", "Ada Admin", "admin", "1234"),
-    ("manager", "Max Manager", "manager", "2345"),
+    ("admin", "Ada Admin", "admin", "123456"),
+    ("manager", "Max Manager", "manager", "234567"),
     ("cashier", "Cleo Cashier", "cashier", "0000"),
 ]
 
@@ -37,8 +38,9 @@ def seed_demo(node: Node) -> int:
     for username, display, role, pin in DEMO_USERS:
         if username in have_users:
             continue
-        ev = node.ledger.new_event("user.create", {"username": username, "display_name": display,
-                                                   "role": role, "pin_hash": hash_pin(pin)}, "system")
+        ev = node.ledger.new_event("user.create", {
+            "username": username, "display_name": display, "role": role,
+            "pin_hash": hash_pin(node.pepper, pin)}, "system")
         ev.extra["audit"] = ("user.created", {"username": username, "role": role, "via": "demo"})
         node.ledger.execute(ev, offline_ok=False)
         made += 1

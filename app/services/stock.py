@@ -17,27 +17,33 @@ def _require_product(node: Node, sku: str) -> None:
             raise NotFound(f"unknown sku {sku}", {"sku": sku}, code="UNKNOWN_SKU")
 
 
-def receive(node: Node, user: str, sku: str, quantity: int, reason: str | None) -> dict[str, Any]:
+def receive(node: Node, user: str, sku: str, quantity: int, reason: str | None,
+            approver: str | None = None) -> dict[str, Any]:
+    """`approver`: the manager whose PIN approved it (None: the user is a manager)."""
     if quantity <= 0:
         raise ValidationError("quantity received must be positive", {"field": "quantity"})
     _require_product(node, sku)
     ev = node.ledger.new_event("stock.receive", {"sku": sku, "quantity": quantity,
-                                                 "reason": reason}, user)
-    ev.extra["audit"] = ("stock.received", {"sku": sku, "quantity": quantity, "reason": reason})
+                                                 "reason": reason, "approver": approver}, user)
+    ev.extra["audit"] = ("stock.received", {"sku": sku, "quantity": quantity, "reason": reason,
+                                            "approver": approver})
     outcome = node.ledger.execute(ev)
     return {"sku": sku, "stock": node.ledger.stock_of(sku), "status": outcome.status,
             "event_id": ev.event_id}
 
 
-def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None) -> dict[str, Any]:
+def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None,
+           approver: str | None = None) -> dict[str, Any]:
+    """`approver`: the manager whose PIN approved it (None: the user is a manager)."""
     if quantity == 0:
         raise ValidationError("an adjustment of 0 changes nothing", {"field": "quantity"})
     if not reason or not reason.strip():
         raise ValidationError("an adjustment needs a reason", {"field": "reason"})
     _require_product(node, sku)
     ev = node.ledger.new_event("stock.adjust", {"sku": sku, "quantity": quantity,
-                                                "reason": reason}, user)
-    ev.extra["audit"] = ("stock.adjusted", {"sku": sku, "quantity": quantity, "reason": reason})
+                                                "reason": reason, "approver": approver}, user)
+    ev.extra["audit"] = ("stock.adjusted", {"sku": sku, "quantity": quantity, "reason": reason,
+                                            "approver": approver})
     outcome = node.ledger.execute(ev)
     return {"sku": sku, "stock": node.ledger.stock_of(sku), "status": outcome.status,
             "event_id": ev.event_id}
@@ -45,10 +51,13 @@ def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None) -
 
 def movements(node: Node, sku: str, limit: int = 100) -> dict[str, Any]:
     with node.db.read() as session:
+        if session.get(Product, sku) is None:
+            raise NotFound(f"unknown sku {sku}", {"sku": sku}, code="UNKNOWN_SKU")
         rows = session.scalars(select(StockMovement).where(StockMovement.sku == sku)
                                .order_by(StockMovement.id.desc()).limit(limit)).all()
         total = session.scalar(select(func.coalesce(func.sum(StockMovement.delta), 0))
                                .where(StockMovement.sku == sku))
         return {"sku": sku, "stock": total, "movements": [{
             "kind": m.kind, "delta": m.delta, "reason": m.reason, "user": m.user,
-            "device_id": m.device_id, "created_ms": m.created_ms} for m in rows]}
+            "approved_by": m.approved_by, "device_id": m.device_id,
+            "created_ms": m.created_ms} for m in rows]}

@@ -35,9 +35,9 @@ def _hmac_hex(secret: str, message: bytes) -> str:
 
 
 def _safe_equal(expected: str, sig: object) -> bool:
-    if not isinstance(sig, str):
-        return False
-    return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8"))
+    if not isinstance(sig, str) or not sig.isascii():  # a hex digest; a lone surrogate
+        return False  # could not even be encoded (UnicodeEncodeError in the socket thread)
+    return hmac.compare_digest(expected.encode("ascii"), sig.encode("ascii"))
 
 
 def seal(secret: str, body: dict) -> dict:

@@ -23,7 +23,7 @@ import requests
 
 from tests.chaos.hosts import ROOT, ClockSkew, Hosts
 
-PINS = {"admin": "1234", "manager": "2345", "cashier": "0000"}
+PINS = {"admin": "123456", "manager": "234567", "cashier": "0000"}
 
 
 def session() -> requests.Session:
@@ -58,7 +58,7 @@ class Till:
         host, port = self.cluster.hosts.listen(self.i)
         c = self.cluster
         cmd = [sys.executable, "-m", "app", "run", "--device-id", str(self.i), "--port", str(port),
-               "--host", host, "--data-dir", self.data_dir, "--cluster-secret", c.secret,
+               "--host", host, "--data-dir", self.data_dir,
                "--no-discovery", "--failover-timeout", str(c.failover_timeout),
                "--heartbeat-interval", str(c.heartbeat_interval), "--sync-interval",
                str(c.sync_interval), "--submit-timeout", str(c.submit_timeout),
@@ -67,13 +67,17 @@ class Till:
             cmd += ["--peer", peer]
         cmd += c.hosts.node_args()
         if self.i == 1 and self.starts == 0:  # the shop is set up once, by till 1
-            cmd += ["--seed-demo", "--admin-pin", PINS["admin"]]
+            cmd += ["--seed-demo"]  # and POS_ADMIN_PIN (start): no secret on a command line
         return c.hosts.wrap(self.i, cmd)
 
     def start(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT
+        env["POS_CLUSTER_SECRET"] = self.cluster.secret
+        env.pop("POS_ADMIN_PIN", None)
+        if self.i == 1 and self.starts == 0:  # as in command(): till 1's first start
+            env["POS_ADMIN_PIN"] = PINS["admin"]
         for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             env.pop(key, None)
         if self.cluster.skew is not None and self.i in self.cluster.skewable:

@@ -20,10 +20,11 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Callable
 
 import pytest
 
-from tests.cluster.harness import ROOT, free_port
+from tests.cluster.harness import DEMO_PINS, ROOT, free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -72,20 +73,48 @@ class Netns:
     def prefix(self, i: int) -> list[str]:
         return ["ip", "netns", "exec", self.ns[i]]
 
-    def get_json(self, i: int, url: str) -> dict | None:
-        code = ("import sys, urllib.request; "
-                "print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())")
+
+# Run where the till is reachable (inside its namespace): the manager's /api/cluster
+# (peer addresses need a manager). Logs in only once the user exists: failures count.
+MANAGER_VIEW = r"""
+import json, sys, urllib.request
+base, pin, token = sys.argv[1], sys.argv[2], sys.argv[3]
+def call(path, body=None, token=""):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, headers=headers)
+    return json.loads(urllib.request.urlopen(req, timeout=2).read().decode())
+if not token:
+    if "manager" not in {u["username"] for u in call("/api/users")["users"]}:
+        print("null")
+        sys.exit(0)
+    token = call("/api/auth/login", {"username": "manager", "pin": pin})["token"]
+print(json.dumps({"token": token, "view": call("/api/cluster", token=token)}))
+"""
+
+
+class ManagerViews:
+    """fetch(i, base): till i's cluster view as its manager sees it, or None."""
+
+    def __init__(self, prefix: Callable[[int], list[str]]):
+        self.prefix = prefix
+        self.tokens: dict[int, str] = {}
+
+    def __call__(self, i: int, base: str) -> dict | None:
         try:
-            out = subprocess.run([*self.prefix(i), _python(), "-c", code, url],
+            out = subprocess.run([*self.prefix(i), _python(), "-c", MANAGER_VIEW, base,
+                                  DEMO_PINS["manager"], self.tokens.get(i, "")],
                                  capture_output=True, text=True, timeout=10)
-        except subprocess.TimeoutExpired:
+            answer = json.loads(out.stdout) if out.returncode == 0 else None
+        except (subprocess.TimeoutExpired, ValueError):
+            answer = None
+        if not answer:
+            self.tokens.pop(i, None)
             return None
-        if out.returncode != 0:
-            return None
-        try:
-            return json.loads(out.stdout)
-        except ValueError:
-            return None
+        self.tokens[i] = answer["token"]
+        return answer["view"]
 
 
 def netns_unavailable() -> str | None:
@@ -126,12 +155,17 @@ class Till:
         self.log_path = data_dir + ".log"
         cmd = [*prefix, _python(), "-m", "app", "run", "--device-id", str(device_id),
                "--host", host, "--port", str(port), "--data-dir", data_dir,
-               "--cluster-secret", secret, "--log-level", "INFO"]
+               "--log-level", "INFO"]
+        # Secrets by environment, never on the command line.
+        secrets_env = {"POS_CLUSTER_SECRET": secret}
         if device_id == 1:
-            cmd += ["--seed-demo", "--admin-pin", "1234"]
+            cmd += ["--seed-demo"]
+            secrets_env["POS_ADMIN_PIN"] = "123456"
         assert "--peer" not in cmd and "--no-discovery" not in cmd
         os.makedirs(data_dir, exist_ok=True)
         env = dict(os.environ, PYTHONPATH=ROOT)
+        env.pop("POS_ADMIN_PIN", None)
+        env.update(secrets_env)
         env.pop("POS_PEERS", None)
         env.pop("POS_DISCOVERY", None)
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -180,7 +214,7 @@ def _wait_discovered(tills: list[Till], fetch) -> list[dict | None]:
     while time.monotonic() < deadline:
         for t in tills:
             assert t.proc.poll() is None, f"till {t.device_id} exited:\n{t.tail()}"
-        views = [fetch(0, tills[0].url + "/api/cluster"), fetch(1, tills[1].url + "/api/cluster")]
+        views = [fetch(0, tills[0].url), fetch(1, tills[1].url)]
         # They must see each other alive and agree on one master. Which one depends on
         # timing: zeroconf probing can outlast the startup grace, and then till 2 may
         # already be master when it hears of till 1 (which, with reclaim "never", follows).
@@ -224,7 +258,7 @@ def test_two_tills_find_each_other_through_zeroconf(tmp_path):
             for i in (0, 1):
                 tills.append(Till(i + 1, net.addr[i], PORT, str(tmp_path / f"till{i + 1}"),
                                   secret, net.prefix(i)))
-            views = _wait_discovered(tills, net.get_json)
+            views = _wait_discovered(tills, ManagerViews(net.prefix))
             _assert_found_by_zeroconf(tills)
             node2 = next(n for n in views[0]["nodes"] if n["device_id"] == 2)
             assert node2["address"] == f"{net.addr[1]}:{PORT}"
@@ -237,14 +271,7 @@ def test_two_tills_find_each_other_through_zeroconf(tmp_path):
 
     why = loopback_multicast_unavailable()
     if why is None:
-        import requests
-
-        def fetch(_i: int, url: str) -> dict | None:
-            try:
-                return requests.get(url, timeout=2).json()
-            except (requests.RequestException, ValueError):
-                return None
-
+        fetch = ManagerViews(lambda _i: [])
         tills = []
         print("mode: loopback with multicast, 127.0.0.1")
         try:

@@ -5,7 +5,7 @@
 its own master at once.
 
 Speed: the demo seed (`app.services.seed.seed_demo`) and the three logins (the PIN KDF
-is pbkdf2 with 60k rounds) are done ONCE per test session into a template database;
+is scrypt, ~45 ms a check) are done ONCE per test session into a template database;
 every test then gets its own copy of that file in its own tmp_path and a freshly
 created app on it. So each test starts from the same seeded shop, tests never see
 each other's writes, and the Bearer tokens minted in the template are valid in every
@@ -30,7 +30,10 @@ from app.config import Config
 from app.services.node import Node
 from app.services.seed import seed_demo
 
-DEMO_PINS = {"admin": "1234", "manager": "2345", "cashier": "0000"}
+DEMO_PINS = {"admin": "123456", "manager": "234567", "cashier": "0000"}
+# Every test's database is a copy of one template: its PIN hashes are keyed with the
+# pepper derived from this secret (app/utils/shop_secrets.py), so every copy uses it too.
+TEST_CLUSTER_SECRET = "integration-tests-cluster-secret"
 DB_NAME = "lanpos.db"
 
 # Tables whose content is domain state: bad input must not change any of them.
@@ -56,6 +59,7 @@ def _copy_db(src: str | Path, dst: str | Path) -> None:
 
 
 def make_config(data_dir: str | Path, **overrides: Any) -> Config:
+    overrides.setdefault("cluster_secret", TEST_CLUSTER_SECRET)
     return Config(data_dir=str(data_dir), cluster=False, testing=True, **overrides)
 
 
@@ -203,6 +207,10 @@ def state(node: Node) -> dict[str, Any]:
     try:
         out: dict[str, Any] = {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608
                                for t in STATE_TABLES}
+        # Wrong PINs are journaled (every till counts them) but change no domain state.
+        out["journal"] = con.execute(
+            "SELECT COUNT(*) FROM journal WHERE type NOT IN ('user.login_failed', "
+            "'user.unlock')").fetchone()[0]
         out["product_rows"] = con.execute("SELECT * FROM products ORDER BY sku").fetchall()
         out["user_rows"] = con.execute("SELECT * FROM users ORDER BY username").fetchall()
         out["sale_rows"] = con.execute("SELECT * FROM sales ORDER BY sale_id").fetchall()

@@ -60,7 +60,7 @@ def test_every_kind_of_change_is_audited(client, node, cashier, manager, admin):
                                                              "reason": "dropped"})
     client.post("/api/stock/receive", headers=manager, json={"sku": "BAK-001", "quantity": 5})
     client.post("/api/users", headers=admin, json={"username": "neu", "role": "cashier", "pin": "1111"})
-    client.patch("/api/users/neu", headers=admin, json={"role": "manager"})
+    client.patch("/api/users/neu", headers=admin, json={"role": "manager", "pin": "616161"})
     new = actions(node)[start:]
     for action in ("login.failed", "login.success", "sale.created", "sale.refunded", "sale.voided",
                    "price.changed", "stock.adjusted", "stock.received", "user.created", "user.updated"):
@@ -126,7 +126,7 @@ def test_audit_csv_export(client, manager):
     resp = client.get("/api/audit/export.csv", headers=manager)
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     lines = resp.get_data(as_text=True).strip().splitlines()
-    assert lines[0] == "device_id,seq,ts_ms,user,action,details,hash"
+    assert lines[0] == "device_id,seq,ts_ms,user,action,details,hash,damaged"
     assert len(lines) > 5
 
 
@@ -225,17 +225,17 @@ def test_real_node_audits_start_and_stop(tmp_path):
     data = tmp_path / "till1"
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "run", "--device-id", "1", "--port", str(port),
-         "--host", "127.0.0.1", "--data-dir", str(data), "--no-discovery", "--admin-pin", "4321",
+         "--host", "127.0.0.1", "--data-dir", str(data), "--no-discovery",
          "--failover-timeout", "0.5", "--heartbeat-interval", "0.1"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "POS_ADMIN_PIN": "432198"})
     try:
         deadline = time.monotonic() + 30
         token = None
         while time.monotonic() < deadline and token is None:
             try:
                 resp = requests.post(f"http://127.0.0.1:{port}/api/auth/login",
-                                     json={"username": "admin", "pin": "4321"}, timeout=2)
+                                     json={"username": "admin", "pin": "432198"}, timeout=2)
                 if resp.status_code == 200:
                     token = resp.json()["token"]
             except requests.ConnectionError:

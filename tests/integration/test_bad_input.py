@@ -324,3 +324,216 @@ def test_unknown_api_route_and_wrong_method_are_json(client, cashier):
     assert_error(client.get("/api/nothing-here", headers=cashier), 404, "NOT_FOUND")
     assert_error(client.delete("/api/sales", headers=cashier), 405, "METHOD_NOT_ALLOWED")
     assert_error(client.put("/api/products/BAK-001", headers=cashier, json={}), 405)
+
+
+# ------------------------------------------- issue 12: null fields, bounds, sockets
+@pytest.mark.parametrize("field", ["name", "price_cents", "tax_rate_bp", "low_stock_threshold",
+                                   "active"])
+def test_product_edit_with_null_for_a_required_field_is_400(client, node, manager, field):
+    before = state(node)
+    err = assert_error(client.patch("/api/products/BAK-001", headers=manager,
+                                    json={"base_version": 1, field: None}), 400, "VALIDATION_ERROR")
+    assert err["details"]["errors"][0]["field"] == field
+    assert state(node) == before
+
+
+@pytest.mark.parametrize("field", ["display_name", "role", "active"])
+def test_user_edit_with_null_for_a_required_field_is_400(client, node, admin, field):
+    before = state(node)
+    err = assert_error(client.patch("/api/users/cashier", headers=admin, json={field: None}),
+                       400, "VALIDATION_ERROR")
+    assert err["details"]["errors"][0]["field"] == field
+    assert state(node) == before
+
+
+def test_product_edit_null_still_clears_the_optional_fields(client, manager):
+    """The control: barcode and category may be cleared with null (they are optional)."""
+    resp = client.patch("/api/products/BAK-001", headers=manager,
+                        json={"base_version": 1, "barcode": None, "category": None})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["product"]["barcode"] is None
+    assert resp.get_json()["product"]["category"] is None
+
+
+@pytest.mark.parametrize("cursor", [f"{2**63}.1.1", f"1.{2**63}.1", f"1.1.{2**63}",
+                                    f"1.1.{10**30}", "-1.1.1", "1.1.-5"])
+def test_audit_cursor_out_of_range_is_400(client, node, manager, cursor):
+    before = state(node)
+    err = assert_error(client.get("/api/audit", headers=manager, query_string={"before": cursor}),
+                       400, "VALIDATION_ERROR")
+    assert err["details"] == {"field": "before"}
+    assert state(node) == before
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1969-12-31"])
+def test_report_day_outside_the_calendar_range_is_400(client, node, manager, day):
+    before = state(node)
+    err = assert_error(client.get("/api/reports/day", headers=manager, query_string={"date": day}),
+                       400, "VALIDATION_ERROR")
+    assert err["details"] == {"field": "date"}
+    assert "between" in err["message"]
+    assert state(node) == before
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_z_close_of_a_day_outside_the_calendar_range_is_400(client, node, manager, day):
+    before = state(node)
+    audit_rows = sql(node, "SELECT COUNT(*) FROM audit_log")
+    err = assert_error(client.post("/api/reports/day/close", headers=manager, json={"date": day}),
+                       400, "VALIDATION_ERROR")
+    assert err["details"] == {"field": "date"}
+    assert "between" in err["message"]
+    assert state(node) == before
+    assert sql(node, "SELECT COUNT(*) FROM audit_log") == audit_rows
+
+
+def test_movements_of_an_unknown_sku_are_404(client, node, manager):
+    err = assert_error(client.get("/api/stock/NO-SUCH-SKU/movements", headers=manager), 404,
+                       "UNKNOWN_SKU")
+    assert err["details"] == {"sku": "NO-SUCH-SKU"}
+    assert client.get("/api/stock/BAK-001/movements", headers=manager).status_code == 200
+
+
+def _refusals(node, action):
+    return [json.loads(d) for (d,) in sql(
+        node, "SELECT details FROM audit_log WHERE action = ? ORDER BY ts_ms, seq", (action,))]
+
+
+def _from(app, address):
+    """A Flask test client whose requests (and so sockets) come from `address`."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def _fake_refusal_clock(node):
+    from app.services.refusals import RefusalLimiter
+    from tests.integration.conftest import FakeClock
+
+    clock = FakeClock(start_ms=1_000_000)
+    node.refusals = RefusalLimiter(clock=clock)
+    return clock
+
+
+@pytest.mark.parametrize("auth", [{"token": 12345}, {"token": ["x"]}, {"token": "\ud800"},
+                                  {"token": "ab\ud83d"}, "a-token-as-a-bare-string"],
+                         ids=["int token", "list token", "lone surrogate",
+                              "half a surrogate pair", "bare string"])
+def test_browser_socket_with_malformed_auth_is_refused_and_audited_once_a_minute(
+        app, node, caplog, auth):
+    from app.extensions import socketio
+
+    clock = _fake_refusal_clock(node)
+    before = state(node)
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert not socketio.test_client(app, auth=auth,
+                                            flask_test_client=_from(app, "10.0.0.66")).is_connected()
+        assert not socketio.test_client(app, auth=auth,
+                                        flask_test_client=_from(app, "10.0.0.67")).is_connected()
+        assert [r["from"] for r in _refusals(node, "socket.refused")] == ["10.0.0.66", "10.0.0.67"]
+        clock.advance(61)
+        assert not socketio.test_client(app, auth=auth,
+                                        flask_test_client=_from(app, "10.0.0.66")).is_connected()
+    refused = _refusals(node, "socket.refused")
+    assert [r["from"] for r in refused] == ["10.0.0.66", "10.0.0.67", "10.0.0.66"]
+    assert all(r["reason"] for r in refused)
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+    assert state(node) == before
+
+
+def test_browser_socket_with_a_good_token_still_connects(app, tokens):
+    from app.extensions import socketio
+
+    sock = socketio.test_client(app, auth={"token": tokens["cashier"]})
+    assert sock.is_connected()
+    assert any(m["name"] == "cluster_status" for m in sock.get_received())
+    sock.disconnect()
+
+
+@pytest.fixture
+def runtime(node):
+    """A cluster runtime on the test node, not started (no threads, no peers)."""
+    from app.services.cluster import ClusterRuntime
+
+    rt = ClusterRuntime(node, emit_nodes=lambda *_: None, emit_browsers=lambda *_: None)
+    node.cluster = rt
+    yield rt
+    node.cluster = None
+
+
+@pytest.mark.parametrize("auth", [{"body": "{}", "sig": "\ud800"},
+                                  {"body": "\ud800", "sig": "00"},
+                                  {"body": '{"device_id": 2}', "sig": 5},
+                                  {"token": 12345}, "\udfff"],
+                         ids=["surrogate sig", "surrogate body", "number sig", "int token",
+                              "bare surrogate"])
+def test_node_socket_with_malformed_auth_is_refused_and_audited_once_a_minute(
+        app, node, runtime, caplog, auth):
+    from app.extensions import socketio
+    from app.services.cluster import NODE_NS
+
+    clock = _fake_refusal_clock(node)
+    before = state(node)
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert not socketio.test_client(app, namespace=NODE_NS, auth=auth).is_connected(NODE_NS)
+        assert len(_refusals(node, "node.refused")) == 1
+        clock.advance(61)
+        assert not socketio.test_client(app, namespace=NODE_NS, auth=auth).is_connected(NODE_NS)
+    assert len(_refusals(node, "node.refused")) == 2
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+    assert state(node) == before
+
+
+def test_node_heartbeat_without_an_envelope_is_refused(app, node, runtime, caplog):
+    """A peer that connected properly, then emits `heartbeat` with no argument."""
+    from app.extensions import socketio
+    from app.services.cluster import NODE_NS
+
+    _fake_refusal_clock(node)
+    sock = socketio.test_client(app, namespace=NODE_NS, auth=runtime.connect_auth())
+    assert sock.is_connected(NODE_NS)
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert sock.emit("heartbeat", namespace=NODE_NS, callback=True) == []  # no answer
+    assert [r["reason"] for r in _refusals(node, "node.refused")] == [
+        "unsigned or wrongly signed heartbeat"]
+    assert not any(r.exc_info for r in caplog.records)
+    sock.disconnect(namespace=NODE_NS)
+
+
+class _AckingLink:
+    """A peer link whose peer answers every heartbeat with the given ack arguments, the way
+    python-socketio calls an emit's callback: `callback(*ack_arguments)`."""
+
+    def __init__(self, address, ack_args):
+        self.address, self.ack_args, self.device_id, self.sent = address, ack_args, None, 0
+
+    def emit(self, event, data, callback=None):
+        self.sent += 1
+        callback(*self.ack_args)
+        return True
+
+
+@pytest.mark.parametrize("ack_args", [(), ("one", "two")], ids=["empty ack", "two arguments"])
+def test_peer_answering_heartbeats_with_a_bad_ack_is_refused_once_a_minute(
+        node, runtime, caplog, ack_args):
+    clock = _fake_refusal_clock(node)
+    rogue, other = _AckingLink("10.0.0.66:5000", ack_args), _AckingLink("10.0.0.67:5000", ack_args)
+    envelope = runtime.seal({"hb": {}})
+    with caplog.at_level("WARNING"):
+        for _ in range(329):
+            runtime.send_heartbeats([rogue], envelope)
+        runtime.send_heartbeats([other], envelope)
+        assert [r["from"] for r in _refusals(node, "node.refused")] == [rogue.address, other.address]
+        clock.advance(59)
+        runtime.send_heartbeats([rogue], envelope)
+        assert len(_refusals(node, "node.refused")) == 2
+        clock.advance(2)
+        runtime.send_heartbeats([rogue], envelope)
+    refused = _refusals(node, "node.refused")
+    assert [r["from"] for r in refused] == [rogue.address, other.address, rogue.address]
+    assert f"{len(ack_args)} arguments" in refused[0]["reason"]
+    assert rogue.sent == 331
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)

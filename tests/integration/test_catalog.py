@@ -227,7 +227,7 @@ def test_cashier_edits_price_with_manager_approval(client, node, cashier):
         401, "UNAUTHORIZED")
     assert state(node) == before
     resp = client.patch("/api/products/BAK-001", headers=cashier, json={
-        "base_version": 1, "price_cents": 30, "approver": {"username": "manager", "pin": "2345"}})
+        "base_version": 1, "price_cents": 30, "approver": {"username": "manager", "pin": "234567"}})
     assert resp.status_code == 200 and resp.get_json()["product"]["price_cents"] == 30
 
 
@@ -275,7 +275,7 @@ def test_adjust_needs_a_reason_and_is_audited(client, node, manager, cashier):
 
 def test_cashier_receives_stock_with_manager_approval(client, cashier):
     resp = client.post("/api/stock/receive", headers=cashier, json={
-        "sku": "BAK-001", "quantity": 5, "approver": {"username": "manager", "pin": "2345"}})
+        "sku": "BAK-001", "quantity": 5, "approver": {"username": "manager", "pin": "234567"}})
     assert resp.status_code == 201 and resp.get_json()["stock"] == 125
 
 
@@ -321,7 +321,7 @@ def test_stock_is_the_sum_of_movements(client, node, manager, cashier):
 
 
 def test_manager_login_reads_movements(client):
-    token = login(client, "manager", "2345")["token"]
+    token = login(client, "manager", "234567")["token"]
     assert client.get("/api/stock/BAK-001/movements", headers=bearer(token)).status_code == 200
 
 
@@ -396,3 +396,83 @@ def test_search_without_generation_triggers_falls_back_to_sql(app_factory, data_
     client = app_factory(data_dir).test_client()
     body = client.get("/api/products", headers=cashier, query_string={"search": "milk"}).get_json()
     assert {p["sku"] for p in body["products"]} == {"DAI-001", "DAI-002", "SNK-001"}
+
+
+# ------------------------------------------------ issue 12: who approved what
+APPROVER = {"username": "manager", "pin": "234567"}
+
+
+def _journaled(node, event_type):
+    import json
+
+    (payload, user), = sql(node, "SELECT payload, user FROM journal WHERE type = ? "
+                                 "ORDER BY gseq DESC LIMIT 1", (event_type,))
+    return json.loads(payload), user
+
+
+def _audited(node, action):
+    import json
+
+    (details, user), = sql(node, "SELECT details, user FROM audit_log WHERE action = ? "
+                                 "ORDER BY ts_ms DESC, seq DESC LIMIT 1", (action,))
+    return json.loads(details), user
+
+
+def test_price_edit_approved_with_a_manager_pin_records_the_approver(client, node, cashier):
+    resp = client.patch("/api/products/BAK-001", headers=cashier,
+                        json={"base_version": 1, "price_cents": 30, "approver": APPROVER})
+    assert resp.status_code == 200, resp.get_json()
+    payload, user = _journaled(node, "product.update")
+    assert (payload["approver"], user) == ("manager", "cashier")
+    details, user = _audited(node, "price.changed")
+    assert (details["approver"], user) == ("manager", "cashier")
+
+
+def test_price_edit_by_a_manager_records_no_approver(client, node, manager):
+    assert client.patch("/api/products/BAK-001", headers=manager,
+                        json={"base_version": 1, "price_cents": 30}).status_code == 200
+    assert _journaled(node, "product.update")[0]["approver"] is None
+    details, user = _audited(node, "price.changed")
+    assert "approver" in details and details["approver"] is None and user == "manager"
+
+
+@pytest.mark.parametrize("path,body,action,kind", [
+    ("/api/stock/receive", {"sku": "BAK-001", "quantity": 4, "reason": "delivery"},
+     "stock.received", "receive"),
+    ("/api/stock/adjust", {"sku": "BAK-001", "quantity": -2, "reason": "broken"},
+     "stock.adjusted", "adjust"),
+])
+def test_stock_change_approved_with_a_manager_pin_records_the_approver(
+        client, node, cashier, manager, path, body, action, kind):
+    resp = client.post(path, headers=cashier, json={**body, "approver": APPROVER})
+    assert resp.status_code == 201, resp.get_json()
+    payload, user = _journaled(node, f"stock.{kind}")
+    assert (payload["approver"], user) == ("manager", "cashier")
+    details, user = _audited(node, action)
+    assert (details["approver"], user) == ("manager", "cashier")
+    assert sql(node, "SELECT user, approved_by FROM stock_movements WHERE kind = ? "
+                     "ORDER BY id DESC LIMIT 1", (kind,)) == [("cashier", "manager")]
+    movements = client.get("/api/stock/BAK-001/movements", headers=manager).get_json()["movements"]
+    assert (movements[0]["user"], movements[0]["approved_by"]) == ("cashier", "manager")
+    # A manager acting on their own role: nobody else approved it.
+    assert client.post(path, headers=manager, json=body).status_code == 201
+    assert sql(node, "SELECT user, approved_by FROM stock_movements WHERE kind = ? "
+                     "ORDER BY id DESC LIMIT 1", (kind,)) == [("manager", None)]
+
+
+def test_another_till_derives_the_approver_from_the_journal(client, node, cashier, tmp_path):
+    """The movement's approver comes from the journaled event: a till catching up in bulk
+    (apply_many) records it too."""
+    from tests.ledgers import ledger_at
+
+    for path, qty in (("receive", 3), ("adjust", -1)):
+        assert client.post(f"/api/stock/{path}", headers=cashier, json={
+            "sku": "BAK-001", "quantity": qty, "reason": "x", "approver": APPROVER}).status_code == 201
+    other = ledger_at(tmp_path / "other", 2)
+    assert not other.receive_entries(node.ledger.entries_since(0, 100_000)["entries"]).diverged
+    with other.db.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT kind, user, approved_by FROM stock_movements "
+                                    "WHERE sku = 'BAK-001' AND kind IN ('receive', 'adjust') "
+                                    "ORDER BY id").all()
+    assert [tuple(r) for r in rows][-2:] == [("receive", "cashier", "manager"),
+                                            ("adjust", "cashier", "manager")]

@@ -18,7 +18,7 @@ from app.services import reports
 from app.services.seed import seed_demo
 from app.utils.money import round_half_up_div
 
-PINS = {"admin": "1234", "manager": "2345", "cashier": "0000"}
+PINS = {"admin": "123456", "manager": "234567", "cashier": "0000"}
 
 
 @pytest.fixture()
@@ -108,12 +108,15 @@ def test_day_report_adds_up_exactly(client):
     assert methods["card"]["amount_cents"] == s2["total_cents"] + 100
     assert methods["cash"]["amount_cents"] == s1["total_cents"] + (w - 100)
     assert methods["card"]["amount_cents"] + methods["cash"]["amount_cents"] == gross
-    # Drawer: cash taken - change - cash given back (refund + void are paid out in cash).
+    # Money goes back in the sale's own tenders: s2's refund to its card, s3's void 100 to
+    # the card and the rest in cash. Drawer: cash taken - change - cash given back.
+    assert methods["card"]["refunded_cents"] == b + 100
+    assert methods["cash"]["refunded_cents"] == s3["total_cents"] - 100
     tendered = (2 * b + 55) + (w - 100 + 1000)
     change = 55 + 1000
     assert rep["cash"] == {"tendered_cents": tendered, "change_cents": change,
-                           "refunded_cents": b + s3["total_cents"],
-                           "expected_cents": tendered - change - b - s3["total_cents"]}
+                           "refunded_cents": s3["total_cents"] - 100,
+                           "expected_cents": tendered - change - (s3["total_cents"] - 100)}
 
     rates = {t["rate_bp"]: t for t in rep["tax_by_rate"]}
     sales_tax = {700: 0, 1900: 0}

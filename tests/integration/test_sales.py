@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -16,7 +17,7 @@ from tests.integration.conftest import (
     stock_of,
 )
 
-MANAGER_OK = {"username": "manager", "pin": "2345"}
+MANAGER_OK = {"username": "manager", "pin": "234567"}
 
 
 def cash(amount: int) -> list[dict]:
@@ -424,6 +425,9 @@ def test_over_refund_is_refused(client, node, cashier, manager):
     ({"lines": [{"sku": "BAK-003"}]}, 400, "VALIDATION_ERROR"),
     ({"lines": "all"}, 400, "VALIDATION_ERROR"),
     ({"amount_cents": 5}, 400, "VALIDATION_ERROR"),
+    ({"refund_to": "bitcoin"}, 400, "VALIDATION_ERROR"),
+    ({"refund_to": "CARD"}, 400, "VALIDATION_ERROR"),
+    ({"refund_to": 1}, 400, "VALIDATION_ERROR"),
 ])
 def test_refund_bad_input_changes_nothing(client, node, cashier, manager, body, status, code):
     sale_id = sell(client, cashier, [("BAK-003", 2)]).get_json()["sale_id"]
@@ -499,3 +503,95 @@ def test_list_sales_bad_query_is_400(client, cashier, query):
 
 def test_unknown_sale_is_404(client, cashier):
     assert_error(client.get("/api/sales/nope", headers=cashier), 404, "NOT_FOUND")
+
+
+# ------------------------------------------------- refunds go back in the sale's tenders
+def _refund(client, headers, sale_id, **body):
+    resp = client.post(f"/api/sales/{sale_id}/refund", headers=headers, json=body)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()["sale"]
+
+
+def _stored_tenders(node, sale_id):
+    return [(method, json.loads(tenders)) for method, tenders in sql(
+        node, "SELECT method, tenders FROM refunds WHERE sale_id = ? ORDER BY created_ms, rowid",
+        (sale_id,))]
+
+
+def test_refund_of_a_card_sale_goes_back_to_the_card(client, node, cashier, manager):
+    sale_id = sell(client, cashier, [("DAI-007", 1)],
+                   [{"method": "card", "amount_cents": 349}]).get_json()["sale_id"]
+    body = _refund(client, manager, sale_id)
+    assert body["refund"]["method"] == "card"
+    assert body["refund"]["tenders"] == [{"method": "card", "amount_cents": 349}]
+    assert body["refunds"][0]["tenders"] == [{"method": "card", "amount_cents": 349}]
+    assert _stored_tenders(node, sale_id) == [("card", [{"method": "card", "amount_cents": 349}])]
+    (payload,), = sql(node, "SELECT payload FROM journal WHERE type = 'sale.refund'")
+    assert json.loads(payload)["tenders"] == [{"method": "card", "amount_cents": 349}]
+    (details,), = sql(node, "SELECT details FROM audit_log WHERE action = 'sale.refunded'")
+    assert json.loads(details)["tenders"] == [{"method": "card", "amount_cents": 349}]
+    # The drawer pays out nothing for it.
+    report = client.get("/api/reports/day", headers=manager).get_json()["report"]
+    assert report["cash"]["refunded_cents"] == 0
+    assert {p["method"]: p["refunded_cents"] for p in report["payments"]} == {"card": 349, "cash": 0}
+
+
+def test_partial_refunds_of_a_split_sale_are_split_in_proportion_and_add_up(client, node,
+                                                                            cashier, manager):
+    # 3 x 289 = 867: card 500, cash 400 tendered (33 change: cash paid 367).
+    sale = sell(client, cashier, [("BAK-003", 3)], [{"method": "card", "amount_cents": 500},
+                                                   {"method": "cash", "amount_cents": 400}]).get_json()
+    assert sale["total_cents"] == 867 and sale["change_cents"] == 33
+    got = []
+    for _ in range(3):
+        body = _refund(client, manager, sale["sale_id"], lines=[{"sku": "BAK-003", "quantity": 1}])
+        got.append(body["refund"]["tenders"])
+    # 289 * 500/867 = 166.67, 289 * 367/867 = 122.33: the extra cent to the larger remainder;
+    # then 166.5 / 122.5 (a tie): to the earlier payment (the card); the last one is the rest.
+    assert got == [[{"method": "card", "amount_cents": 167}, {"method": "cash", "amount_cents": 122}],
+                   [{"method": "card", "amount_cents": 167}, {"method": "cash", "amount_cents": 122}],
+                   [{"method": "card", "amount_cents": 166}, {"method": "cash", "amount_cents": 123}]]
+    assert [m for m, _ in _stored_tenders(node, sale["sale_id"])] == ["split"] * 3
+    per_tender = {"card": 0, "cash": 0}
+    for tenders in got:
+        for t in tenders:
+            per_tender[t["method"]] += t["amount_cents"]
+    assert per_tender == {"card": 500, "cash": 367}  # exactly what each paid, never more
+
+
+def test_void_pays_back_the_rest_in_the_sale_tenders(client, node, cashier, manager):
+    sale = sell(client, cashier, [("DAI-007", 2)], [{"method": "card", "amount_cents": 300},
+                                                   {"method": "cash", "amount_cents": 500}]).get_json()
+    _refund(client, manager, sale["sale_id"], lines=[{"sku": "DAI-007", "quantity": 1}])
+    resp = client.post(f"/api/sales/{sale['sale_id']}/void", headers=manager)
+    assert resp.status_code == 201, resp.get_json()
+    tenders = [t for _, ts in _stored_tenders(node, sale["sale_id"]) for t in ts]
+    assert sum(t["amount_cents"] for t in tenders if t["method"] == "card") == 300
+    assert sum(t["amount_cents"] for t in tenders if t["method"] == "cash") == 398
+
+
+def test_manager_chooses_another_tender_and_the_rest_never_overpays_a_tender(client, node,
+                                                                             cashier, manager):
+    # 2 x 349 = 698: card 300, cash 398.
+    sale = sell(client, cashier, [("DAI-007", 2)], [{"method": "card", "amount_cents": 300},
+                                                   {"method": "cash", "amount_cents": 398}]).get_json()
+    # The cashier asks, the manager's PIN approves: all of the first unit back in cash.
+    body = _refund(client, cashier, sale["sale_id"], lines=[{"sku": "DAI-007", "quantity": 1}],
+                   refund_to="cash", approver=MANAGER_OK)
+    assert body["refund"]["tenders"] == [{"method": "cash", "amount_cents": 349}]
+    (user, details), = sql(node, "SELECT user, details FROM audit_log WHERE action = 'sale.refunded'")
+    details = json.loads(details)
+    assert (user, details["approver"], details["refund_to"]) == ("cashier", "manager", "cash")
+    # The rest by default: cash has only 49 left to give back, the card takes the other 300.
+    body = _refund(client, manager, sale["sale_id"])
+    assert body["refund"]["tenders"] == [{"method": "card", "amount_cents": 300},
+                                         {"method": "cash", "amount_cents": 49}]
+
+
+def test_refund_to_card_of_a_cash_sale_when_the_manager_says_so(client, node, cashier, manager):
+    sale_id = sell(client, cashier, [("DAI-007", 1)], 500).get_json()["sale_id"]
+    body = _refund(client, manager, sale_id, refund_to="card")
+    assert body["refund"]["method"] == "card"
+    report = client.get("/api/reports/day", headers=manager).get_json()["report"]
+    assert report["cash"]["refunded_cents"] == 0
+    assert report["cash"]["expected_cents"] == 349

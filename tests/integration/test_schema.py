@@ -49,12 +49,43 @@ def test_0002_upgrades_a_0001_database_and_keeps_its_sales(tmp_path):
         conn.execute(text(f"INSERT INTO sales ({cols}) VALUES ({row})"))  # noqa: S608
     db.migrate()
     with db.engine.begin() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        head = f"{SCHEMA_VERSION:04d}"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
         assert conn.execute(text("SELECT receipt_no FROM sales")).all() == [("T2-000001",)]
         conn.execute(text(f"INSERT INTO sales ({cols}) VALUES "  # noqa: S608
                           f"({row.replace('s1', 's2').replace('T2-000001', 'T2-000001-S2')})"))
         assert conn.execute(text("SELECT COUNT(*) FROM sales WHERE device_id = 2 "
                                  "AND receipt_seq = 1")).scalar() == 2
+    db.dispose()
+
+
+def test_0004_fills_in_old_refunds_as_cash_and_adds_the_movement_approver(tmp_path):
+    """Refunds from before refund tenders were all paid in cash; stock movements get an
+    empty approved_by."""
+    from alembic import command
+
+    db = Database(str(tmp_path / "lanpos.db"))
+    command.upgrade(alembic_config(db.engine), "0003")
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO sales (sale_id, receipt_no, device_id, receipt_seq, cashier, status, "
+            "subtotal_cents, discount_cents, total_cents, tax_cents, tax_by_rate, paid_cents, "
+            "change_cents, refunded_cents, mode, created_ms, event_id) VALUES ('s1', 'T2-000001', "
+            "2, 1, 'c', 'refunded', 349, 0, 349, 23, '{}', 349, 0, 349, 'online', 1, 'e1')"))
+        conn.execute(text(
+            "INSERT INTO refunds (refund_id, sale_id, kind, lines, amount_cents, tax_cents, method, "
+            "user, device_id, created_ms, event_id) VALUES ('r1', 's1', 'refund', '[]', 349, 23, "
+            "'cash', 'manager', 2, 2, 'e2')"))
+        conn.execute(text("INSERT INTO products (sku, name, name_lower, price_cents, tax_rate_bp, "
+                          "active, low_stock_threshold, version, stock) VALUES "
+                          "('A', 'a', 'a', 1, 0, 1, 5, 1, 1)"))
+        conn.execute(text("INSERT INTO stock_movements (event_id, sku, delta, kind, device_id, "
+                          "created_ms) VALUES ('e3', 'A', 1, 'receive', 2, 3)"))
+    command.upgrade(alembic_config(db.engine), "0004")
+    with db.engine.begin() as conn:
+        assert conn.execute(text("SELECT method, json(tenders) FROM refunds")).all() == [
+            ("cash", '[{"method":"cash","amount_cents":349}]')]
+        assert conn.execute(text("SELECT approved_by FROM stock_movements")).all() == [(None,)]
     db.dispose()
 
 
@@ -103,7 +134,7 @@ def test_demo_seed_is_realistic_and_idempotent(app_factory):
                       for t in ("products", "users", "journal", "stock_movements")}
     assert sorted(sql(node, "SELECT username, role FROM users")) == [
         ("admin", "admin"), ("cashier", "cashier"), ("manager", "manager")]
-    assert login(app.test_client(), "manager", "2345")["user"]["role"] == "manager"
+    assert login(app.test_client(), "manager", "234567")["user"]["role"] == "manager"
 
 
 def test_derived_state_matches_a_rebuild_from_the_journal(node, client, cashier, manager):

@@ -487,6 +487,8 @@
     $("stock-prev").addEventListener("click", function () { S.offset = Math.max(0, S.offset - PAGE); load(); });
     $("stock-next").addEventListener("click", function () { if (S.offset + PAGE < S.total) { S.offset += PAGE; load(); } });
     $("btn-new-product").addEventListener("click", openCreate);
+    // Enter in the filter fields must not reload the page (no inline handler: CSP).
+    $("stock-filters").addEventListener("submit", function (ev) { ev.preventDefault(); });
     $("move-form").addEventListener("submit", submitMove);
     $("move-qty").addEventListener("input", movePreview);
     $("product-form").addEventListener("submit", submitProduct);

@@ -221,16 +221,15 @@
   function renderUserTiles() {
     const box = $("login-users");
     box.textContent = "";
-    // Managers and admins first: they are who the back office is for.
+    // Without a login the till tells no one who is a manager: name tiles only.
     const users = S.users.slice().sort(function (a, b) {
-      return (RANK[b.role] || 0) - (RANK[a.role] || 0) || String(a.display_name).localeCompare(String(b.display_name));
+      return String(a.display_name).localeCompare(String(b.display_name));
     });
     users.forEach(function (u) {
       const initials = (u.display_name || u.username).split(/\s+/).map(function (w) { return w[0]; }).join("").slice(0, 2).toUpperCase();
-      const b = el("button", { type: "button", class: "user-tile role-" + u.role, role: "listitem", "data-testid": "user-" + u.username }, [
+      const b = el("button", { type: "button", class: "user-tile", role: "listitem", "data-testid": "user-" + u.username }, [
         el("span", { class: "avatar", text: initials }),
         el("span", { class: "user-name", text: u.display_name || u.username }),
-        el("span", { class: "user-role", text: u.role }),
       ]);
       b.addEventListener("click", function () { pickUser(u); });
       box.appendChild(b);
@@ -261,7 +260,7 @@
     show($("login-pin"), true);
     $("pin-who").textContent = u.display_name || u.username;
     $("login-sub").textContent = "Enter your PIN";
-    $("pin-msg").textContent = u.role === "cashier" ? "Note: the back office is for managers and admins." : "";
+    $("pin-msg").textContent = "";
     renderDots(0);
   }
 

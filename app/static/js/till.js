@@ -19,6 +19,7 @@
   const S = {
     config: { shop_name: "lanpos", device_id: null, currency: "EUR", idle_lock_s: 300 },
     users: [],
+    staff: [],                  // users with roles, once logged in (approver dialog)
     user: null,                 // {username, display_name, role} when logged in
     pinUser: null,              // user picked on the login screen
     pin: "",
@@ -248,18 +249,26 @@
     renderUserTiles();
   }
 
+  // Logged in: the users with their roles (the approver dialog lists the managers).
+  async function loadStaff() {
+    try {
+      const data = await api.get("/api/users");
+      S.staff = data.users || [];
+    } catch (e) { /* the approver dialog then says there is no manager; retried next login */ }
+  }
+
   function renderUserTiles() {
     const box = $("login-users");
     box.textContent = "";
     S.users.forEach(function (u) {
       const initials = (u.display_name || u.username).split(/\s+/).map(function (w) { return w[0]; }).join("").slice(0, 2).toUpperCase();
+      // Without a login the till tells no one who is a manager: name tiles only.
       const b = el("button", {
-        type: "button", class: "user-tile role-" + u.role, role: "listitem",
+        type: "button", class: "user-tile", role: "listitem",
         "data-testid": "user-" + u.username,
       }, [
         el("span", { class: "avatar", text: initials }),
         el("span", { class: "user-name", text: u.display_name || u.username }),
-        el("span", { class: "user-role", text: u.role }),
       ]);
       b.addEventListener("click", function () { pickUser(u); });
       box.appendChild(b);
@@ -380,6 +389,7 @@
     S.lastActivity = Date.now();
     loadConfig();
     loadCatalog();
+    loadStaff();
     refreshCluster();
     connectSocket();
     renderCart();
@@ -1187,14 +1197,15 @@
    * when cancelled. The PIN is checked by the server with the action it approves
    * (sent as "approver"); a wrong one comes back as that action's error.
    */
-  function requestApproval(why, problem) {
-    if (isManager(S.user)) return Promise.resolve(null);
+  async function requestApproval(why, problem) {
+    if (isManager(S.user)) return null;
+    if (!S.staff.length) await loadStaff();
     approval.pin = "";
     approval.user = null;
     approval.problem = problem || null;
     $("approve-why").textContent = why;
     $("approve-msg").textContent = "";
-    const managers = S.users.filter(isManager);
+    const managers = S.staff.filter(isManager);
     const box = $("approve-users");
     box.textContent = "";
     managers.forEach(function (u) {
