@@ -37,9 +37,10 @@ def create_app(config: Config | None = None) -> Flask:
     from app.services.ledger import Ledger
     from app.services.node import Node
     from app.utils.http_surface import AllowedHosts, HttpSurface, same_origin
-    from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper
+    from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper, restrict_data_dir
 
     config = config or Config()
+    restrict_data_dir(config.data_dir, config.db_path)
     config.cluster_secret = ensure_cluster_secret(config.data_dir, config.cluster_secret,
                                                   config.cluster_secret_file)
     logging.basicConfig(level=getattr(logging, config.log_level.upper(), logging.INFO),

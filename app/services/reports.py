@@ -22,6 +22,7 @@ tamper-evident chain); a day can be Z-closed once per node.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from datetime import date, datetime, timedelta
@@ -29,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.models import AuditEntry, Payment, Refund, Sale, SaleLine
+from app.models import Payment, Refund, Sale, SaleLine
 from app.services.node import Node
 from app.utils.errors import Conflict, ValidationError
 from app.utils.money import round_half_up_div
@@ -258,12 +259,18 @@ def day_report(node: Node, day: date) -> dict[str, Any]:
 
 def find_z_close(session, day: date) -> dict[str, Any] | None:
     """This node's Z close of `day`, if there is one (audit entries, few of them)."""
-    rows = session.scalars(select(AuditEntry).where(AuditEntry.action == Z_ACTION)
-                           .order_by(AuditEntry.ts_ms.desc()).limit(5000))
-    for row in rows:
-        if (row.details or {}).get("date") == day.isoformat():
-            return {"by": row.user, "at_ms": row.ts_ms, "device_id": row.device_id,
-                    "seq": row.seq}
+    # The stored text, parsed here: a damaged audit row (which verification reports as a
+    # break) must not take the day report down with it.
+    rows = session.connection().exec_driver_sql(
+        "SELECT user, ts_ms, device_id, seq, details FROM audit_log WHERE action = ? "
+        "ORDER BY ts_ms DESC LIMIT 5000", (Z_ACTION,))
+    for user, ts_ms, device_id, seq, text in rows:
+        try:
+            details = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            continue
+        if isinstance(details, dict) and details.get("date") == day.isoformat():
+            return {"by": user, "at_ms": ts_ms, "device_id": device_id, "seq": seq}
     return None
 
 

@@ -79,3 +79,17 @@ def pin_pepper(cluster_secret: str) -> bytes:
     """32 bytes that key every PIN hash (HKDF-SHA256 extract-and-expand, one block)."""
     prk = hmac.new(b"lanpos-shop-secret", cluster_secret.encode("utf-8"), hashlib.sha256).digest()
     return hmac.new(prk, PEPPER_LABEL + b"\x01", hashlib.sha256).digest()
+
+
+def restrict_data_dir(data_dir: str, db_path: str) -> None:
+    """Only the till's own user may read its data: the dir 0700, the database files 0600.
+
+    The database holds the whole shop (every till's journal); SQLite gives its -wal and
+    -shm files the main file's mode, so the main file is made 0600 before it is opened.
+    """
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for path in (db_path, db_path + "-wal", db_path + "-shm"):
+        if os.path.exists(path):
+            os.chmod(path, 0o600)

@@ -380,3 +380,15 @@ def test_a_peer_entry_that_does_not_hash_is_reported(node, app_factory):
     tamper(till2, ("UPDATE audit_log SET details = '{\"i\":2}' WHERE device_id = 2 AND seq = 2", ()))
     result = pull(node, till2, 2)
     assert (result["added"], result["diverged"], result.get("recorded")) == (0, "invalid_entry", True)
+
+
+def test_a_damaged_z_close_entry_is_a_break_and_the_day_report_still_answers(client, node, manager,
+                                                                          data_dir):
+    day = client.get("/api/reports/day", headers=manager).get_json()["report"]["date"]
+    assert client.post("/api/reports/day/close", headers=manager, json={"date": day}).status_code == 201
+    seq = sql(node, "SELECT MAX(seq) FROM audit_log WHERE action = 'report.z_closed'")[0][0]
+    tamper(node, ("UPDATE audit_log SET details = ? WHERE device_id = 1 AND seq = ?",
+                  ('{"date": "' + day, seq)))
+    report = client.get("/api/reports/day", headers=manager, query_string={"date": day})
+    assert report.status_code == 200, report.get_data(as_text=True)[:300]
+    assert_broken(client, manager, data_dir, seq, "details_invalid_json")

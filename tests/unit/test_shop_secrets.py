@@ -11,6 +11,7 @@ from app.utils.shop_secrets import (
     ensure_cluster_secret,
     pin_pepper,
     read_secret_file,
+    restrict_data_dir,
 )
 
 
@@ -63,3 +64,19 @@ def test_the_pepper_is_32_bytes_fixed_per_secret_and_differs_between_secrets():
     assert a != pin_pepper("shop-b-secret-0123456789")
     # Not the secret itself, nor a plain hash of it that a copy of the secret's digest would give.
     assert b"shop-a-secret" not in a
+
+
+def test_the_data_dir_and_database_files_are_the_tills_own(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    db = data / "lanpos.db"
+    for name in ("lanpos.db", "lanpos.db-wal"):
+        (data / name).write_bytes(b"")
+        (data / name).chmod(0o644)  # as an earlier release left them
+    restrict_data_dir(str(data), str(db))
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data / "lanpos.db-wal").st_mode) == 0o600
+    fresh = tmp_path / "fresh"
+    restrict_data_dir(str(fresh), str(fresh / "lanpos.db"))
+    assert stat.S_IMODE(os.stat(fresh / "lanpos.db").st_mode) == 0o600
