@@ -34,7 +34,7 @@ def create_app(config: Config | None = None) -> Flask:
         till_pages,
     )
     from app.services.audit import AuditLog
-    from app.services.ledger import Ledger
+    from app.services.journal.ledger import Ledger
     from app.services.node import Node
     from app.utils.http_surface import AllowedHosts, HttpSurface, same_origin
     from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper, restrict_data_dir
@@ -61,7 +61,7 @@ def create_app(config: Config | None = None) -> Flask:
                 schema_version=SCHEMA_VERSION, pepper=pin_pepper(config.cluster_secret))
     app.extensions["lanpos_node"] = node
     # Migrations run without the pepper: wrap any legacy PIN hash this till holds now.
-    from app.services.users import pepper_stored_hashes
+    from app.services.shop.users import pepper_stored_hashes
 
     pepper_stored_hashes(node)
 

@@ -23,14 +23,14 @@ DEMO_ADMIN_PIN = "123456"  # till 1 creates 'admin' with it (POS_ADMIN_PIN, not 
 
 
 def _users_visible(node: Node, names: set[str]) -> bool:
-    from app.services import users
+    from app.services.shop import users
 
     return names <= {u["username"] for u in users.list_users(node)}
 
 
 def _setup_users(node: Node, config: Config) -> None:
     """Journal the --admin-pin user and the demo users; return once this till holds them."""
-    from app.services import seed, users
+    from app.services.shop import seed, users
 
     wanted = ({"admin"} if config.admin_pin else set()) | (
         {u[0] for u in seed.DEMO_USERS} if config.seed_demo else set())
@@ -53,9 +53,9 @@ def _setup_users(node: Node, config: Config) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from app import create_app
     from app.extensions import socketio
-    from app.services import seed
-    from app.services.bootstrap import start_cluster, stop_cluster
+    from app.services.shop import seed
     from app.utils.shop_secrets import SecretFileError
+    from app.wiring import start_cluster, stop_cluster
 
     try:
         config = load_config(args)

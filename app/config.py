@@ -47,7 +47,7 @@ class Config:
     session_ttl: int = 12 * 3600
     idle_lock: int = 300
     # Managers and admins need PINs of 6+ digits (cashiers 4+); the wrong-PIN back-off
-    # itself is fixed policy (app/services/lockout.py).
+    # itself is fixed policy (app/services/shop/lockout.py).
     strong_pins_for_managers: bool = True
     max_body_bytes: int = 256 * 1024
     # Off in the Flask-test-client suite: the node is then its own master at once.

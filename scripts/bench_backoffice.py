@@ -61,7 +61,7 @@ def build_shop(data_dir: Path) -> None:
     """A node's database with the demo users and sample catalog, through the real event path."""
     from app import create_app
     from app.config import Config
-    from app.services.seed import seed_demo
+    from app.services.shop.seed import seed_demo
 
     t0 = time.monotonic()
     app = create_app(Config(data_dir=str(data_dir), cluster=False, testing=True,
@@ -83,7 +83,7 @@ def append_catalog(db_path: Path, count: int, device_id: int = 1) -> None:
     """
     import uuid
 
-    from app.services.hlc import format_hlc
+    from app.services.journal.hlc import format_hlc
     from app.utils.barcode import make_ean13
 
     with closing(sqlite3.connect(db_path)) as conn:

@@ -7,7 +7,7 @@
 1. Starts `python -m app run --device-id 1 --port <free> --host 127.0.0.1 --data-dir <tmp>
    --no-discovery --seed-demo --bench-catalog N`. `--bench-catalog N` is a hidden flag
    (env POS_BENCH_CATALOG) that makes the node itself call
-   `app.services.seed.bulk_catalog(node, N)` once it is master: N products journaled
+   `app.services.shop.seed.bulk_catalog(node, N)` once it is master: N products journaled
    as ordinary `product.create` events, written in bulk.
 2. Over HTTP with `requests` (keep-alive sessions, Bearer token of the demo cashier):
    * POST /api/sales with 1 client, then with --clients concurrent clients; each run is

@@ -33,7 +33,7 @@ Real node processes (tests/cluster/harness.py) with the product defaults: heartb
   (tills 2..n-1 stay off: each would first need the same untimed pull); time until its
   journal is as long as the master's (a lower bound ">" if --bootstrap-limit ends it). The
   catalog is built by `python -m app run --bench-catalog N` when that flag exists, else
-  in-process by this script with app.services.seed.bulk_catalog (same function) before
+  in-process by this script with app.services.shop.seed.bulk_catalog (same function) before
   the master starts. Also timed: one signed GET /api/sync/full-export of the master.
 
 Targets: propagation p50 <= 20 ms, p99 <= 100 ms; out-of-stock p99 <= 150 ms;
@@ -528,8 +528,8 @@ import sys, time
 sys.path.insert(0, {ROOT!r})
 from app import create_app
 from app.config import Config
-from app.services.seed import bulk_catalog, seed_demo
-from app.services.users import ensure_admin
+from app.services.shop.seed import bulk_catalog, seed_demo
+from app.services.shop.users import ensure_admin
 app = create_app(Config(data_dir={data_dir!r}, device_id=1, cluster=False, testing=True,
                         cluster_secret={TEMPLATE_SECRET!r}, log_level="WARNING"))
 node = app.extensions["lanpos_node"]

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlparse
 
 from app.models.db import Database
 from app.services.audit import AuditLog
-from app.services.events import Event
-from app.services.ledger import Ledger
-from app.services.replication import changes_json
+from app.services.journal.events import Event
+from app.services.journal.ledger import Ledger
+from app.services.journal.replication import changes_json
 
 
 class Clock:

@@ -44,7 +44,7 @@ Index("ix_products_active_price", Product.active, Product.price_cents, Product.s
 
 # The catalog generation: bumped in the same transaction by any change of the products
 # that search sees (a row added or removed, a new name, (de)activation), whoever makes
-# it; app/services/product_index.py rebuilds its in-memory name index when it moves.
+# it; app/services/shop/product_index.py rebuilds its in-memory name index when it moves.
 # Stock and price changes do not bump it. Created by migration 0001 (same SQL).
 CATALOG_GEN_KEY = "catalog_gen"
 BUMP_CATALOG_GEN = ("INSERT INTO node_state (key, value) VALUES ('catalog_gen', '1') "

@@ -7,8 +7,9 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from app.routes.guards import current_user, node, optional_user, parse, query_int, require_role
 from app.routes.schemas import ConflictResolve, UserCreate, UserUpdate
-from app.services import audit, conflict_log
-from app.services import users as users_service
+from app.services import audit
+from app.services.shop import conflict_log
+from app.services.shop import users as users_service
 from app.utils.errors import ValidationError
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api")

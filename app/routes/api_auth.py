@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify, make_response, request
 from app.routes.guards import SESSION_COOKIE, current_user, node, parse
 from app.routes.schemas import LoginBody
 from app.routes.sockets import end_session_sockets
-from app.services import users as users_service
+from app.services.shop import users as users_service
 from app.utils.errors import ApiError
 
 bp = Blueprint("api_auth", __name__, url_prefix="/api/auth")

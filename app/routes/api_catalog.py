@@ -4,7 +4,7 @@ from flask import Blueprint, jsonify, request
 
 from app.routes.guards import acting_manager, node, parse, query_int, require_role
 from app.routes.schemas import ProductCreate, ProductUpdate, StockBody
-from app.services import catalog, stock
+from app.services.shop import catalog, stock
 
 bp = Blueprint("api_catalog", __name__, url_prefix="/api")
 

@@ -4,7 +4,7 @@ from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from app.routes.guards import current_user, node, parse, require_role
-from app.services import reports
+from app.services.shop import reports
 
 bp = Blueprint("api_reports", __name__, url_prefix="/api/reports")
 

@@ -4,8 +4,8 @@ from flask import Blueprint, jsonify, request
 
 from app.routes.guards import acting_manager, current_user, node, parse, query_int, require_role
 from app.routes.schemas import RefundBody, SaleBody, VoidBody
-from app.services import sales
-from app.services import users as users_service
+from app.services.shop import sales
+from app.services.shop import users as users_service
 
 bp = Blueprint("api_sales", __name__, url_prefix="/api/sales")
 

@@ -9,8 +9,8 @@ from flask import current_app, g, request
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticError
 
-from app.services import users as users_service
 from app.services.node import Node
+from app.services.shop import users as users_service
 from app.utils.errors import ApiError, Forbidden, Unauthorized, ValidationError
 
 M = TypeVar("M", bound=BaseModel)

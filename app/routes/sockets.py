@@ -15,8 +15,8 @@ from flask_socketio import join_room
 from app.extensions import socketio
 from app.routes.guards import SESSION_COOKIE
 from app.services import refusals
-from app.services import users as users_service
 from app.services.node import Node
+from app.services.shop import users as users_service
 from app.utils.errors import ApiError
 
 BROWSERS = "browsers"
@@ -136,7 +136,7 @@ NODES = "nodes"
 
 def register_node_namespace() -> None:
     """Node-to-node traffic on /node: signed connect, heartbeats, submissions."""
-    from app.services.cluster import NODE_NS
+    from app.services.cluster.runtime import NODE_NS
 
     def runtime():
         return current_app.extensions["lanpos_node"].cluster

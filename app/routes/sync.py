@@ -8,8 +8,8 @@ from functools import wraps
 from flask import Blueprint, Response, jsonify, request, send_file
 
 from app.routes.guards import node, query_int
-from app.services.ledger import SnapshotUnavailable
-from app.services.replication import changes_json, export_snapshot, full_export_json
+from app.services.journal.ledger import SnapshotUnavailable
+from app.services.journal.replication import changes_json, export_snapshot, full_export_json
 from app.utils.errors import ApiError, Unauthorized
 from app.utils.signing import verify_request
 

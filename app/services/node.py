@@ -1,4 +1,4 @@
-"""Everything a service needs about this node, wired once (see app/bootstrap.py)."""
+"""Everything a service needs about this node, wired once (see app/__init__.py and app/wiring.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Callable
 from app.config import Config
 from app.models.db import Database
 from app.services.audit import AuditLog
-from app.services.ledger import Ledger
+from app.services.journal.ledger import Ledger
 from app.services.refusals import RefusalLimiter
 
 
@@ -23,7 +23,7 @@ class Node:
     schema_version: int
     # Serializes sale creation at this till: gapless receipt numbers, client_ref dedupe.
     sale_lock: threading.Lock = field(default_factory=threading.Lock)
-    cluster: Any = None  # app.services.cluster.ClusterRuntime when clustering is on
+    cluster: Any = None  # app.services.cluster.runtime.ClusterRuntime when clustering is on
     # Keys every PIN hash; derived from the cluster secret, never stored (shop_secrets.py).
     pepper: bytes = b""
     # Rate limit of refused-traffic audit entries (refusals.py), shared by sockets and cluster.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 
-from app.services.ledger import Ledger
+from app.services.journal.ledger import Ledger
 from tests.chaos.checker import SALE_CHECKS, check_run, check_sales, fold_stock
 from tests.ledgers import ledger_at, sale_event
 

@@ -11,8 +11,8 @@ import pytest
 
 from app.models.db import Database
 from app.services.audit import AuditLog
-from app.services.ledger import Ledger
-from app.services.replication import pull
+from app.services.journal.ledger import Ledger
+from app.services.journal.replication import pull
 from tests.ledgers import Clock, make_ledger, sale_event
 
 pytestmark = pytest.mark.cluster
@@ -162,7 +162,7 @@ class _MasterThenPowerCut:
         self.master = master
 
     def submit(self, events: list[dict], timeout: float) -> list[dict]:
-        from app.services.events import Event
+        from app.services.journal.events import Event
 
         self.master.sequence([Event.from_dict(e) for e in events], from_device=3)
         raise _PowerCut()
@@ -175,7 +175,7 @@ class _Wire:
         self.master = master
 
     def submit(self, events: list[dict], timeout: float) -> list[dict]:
-        from app.services.events import Event
+        from app.services.journal.events import Event
 
         return self.master.sequence([Event.from_dict(e) for e in events], from_device=3)
 
@@ -191,8 +191,8 @@ def test_regression_receipt_number_reused_after_a_crash_mid_sale(tmp_path):
 
     from app import create_app
     from app.config import Config
-    from app.services import sales
-    from app.services.seed import seed_demo
+    from app.services.shop import sales
+    from app.services.shop.seed import seed_demo
 
     till_dir = tmp_path / "till3"
     app = create_app(Config(data_dir=str(till_dir), cluster=False, testing=True, device_id=3))

@@ -4,7 +4,7 @@
 `create_app(Config(data_dir=tmp_path, cluster=False, testing=True))`: a node that is
 its own master at once.
 
-Speed: the demo seed (`app.services.seed.seed_demo`) and the three logins (the PIN KDF
+Speed: the demo seed (`app.services.shop.seed.seed_demo`) and the three logins (the PIN KDF
 is scrypt, ~45 ms a check) are done ONCE per test session into a template database;
 every test then gets its own copy of that file in its own tmp_path and a freshly
 created app on it. So each test starts from the same seeded shop, tests never see
@@ -28,7 +28,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.config import Config
 from app.services.node import Node
-from app.services.seed import seed_demo
+from app.services.shop.seed import seed_demo
 
 DEMO_PINS = {"admin": "123456", "manager": "234567", "cashier": "0000"}
 # Every test's database is a copy of one template: its PIN hashes are keyed with the

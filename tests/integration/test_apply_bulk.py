@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.models import DERIVED_TABLES, JournalEntry
-from app.services.apply import apply_event
-from app.services.events import Event
-from app.services.ledger import Ledger
+from app.services.journal.events import Event
+from app.services.journal.ledger import Ledger
+from app.services.shop.apply import apply_event
 from tests.integration.conftest import sell
 from tests.ledgers import ledger_at
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services import users as users_service
+from app.services.shop import users as users_service
 from tests.integration.conftest import (
     DEMO_PINS,
     assert_error,
@@ -125,7 +125,7 @@ def test_back_off_is_per_user(client, clock):
 def test_failures_journaled_by_another_till_count_here(client, node, clock):
     """Failures are counted per user across the cluster: events from till 2 (as the
     journal brings them) put the user in back-off here too."""
-    from app.services.events import Event
+    from app.services.journal.events import Event
 
     events = [Event(event_id=f"{i:032x}", origin_device=2, origin_seq=i,
                     hlc=f"{clock.now:015d}.{i:05d}.00002", type="user.login_failed",
@@ -539,7 +539,7 @@ def test_a_managers_pin_reset_needs_six_digits_unless_the_shop_turns_it_off(clie
 # ------------------------------------------- sessions end on every till, sockets too
 def _remote_user_update(node, username: str, changes: dict, device: int = 2):
     """A user.update made at another till, as the journal brings it here."""
-    from app.services.events import Event
+    from app.services.journal.events import Event
 
     ev = Event(event_id=f"{device:02d}{node.clock():030d}", origin_device=device, origin_seq=1,
                hlc=f"{node.clock():015d}.00000.{device:05d}", type="user.update",
@@ -604,7 +604,7 @@ def test_a_revocation_from_the_journal_disconnects_the_users_sockets(app, client
 
 
 def test_an_expired_sessions_socket_is_ended_by_housekeeping(app, client, node, clock):
-    from app.services.bootstrap import housekeeping
+    from app.wiring import housekeeping
 
     node.config.session_ttl = 60
     sock = _socket(app, login(client, "cashier", "0000")["token"])

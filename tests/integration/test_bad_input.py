@@ -454,7 +454,7 @@ def test_browser_socket_with_a_good_token_still_connects(app, tokens):
 @pytest.fixture
 def runtime(node):
     """A cluster runtime on the test node, not started (no threads, no peers)."""
-    from app.services.cluster import ClusterRuntime
+    from app.services.cluster.runtime import ClusterRuntime
 
     rt = ClusterRuntime(node, emit_nodes=lambda *_: None, emit_browsers=lambda *_: None)
     node.cluster = rt
@@ -471,7 +471,7 @@ def runtime(node):
 def test_node_socket_with_malformed_auth_is_refused_and_audited_once_a_minute(
         app, node, runtime, caplog, auth):
     from app.extensions import socketio
-    from app.services.cluster import NODE_NS
+    from app.services.cluster.runtime import NODE_NS
 
     clock = _fake_refusal_clock(node)
     before = state(node)
@@ -489,7 +489,7 @@ def test_node_socket_with_malformed_auth_is_refused_and_audited_once_a_minute(
 def test_node_heartbeat_without_an_envelope_is_refused(app, node, runtime, caplog):
     """A peer that connected properly, then emits `heartbeat` with no argument."""
     from app.extensions import socketio
-    from app.services.cluster import NODE_NS
+    from app.services.cluster.runtime import NODE_NS
 
     _fake_refusal_clock(node)
     sock = socketio.test_client(app, namespace=NODE_NS, auth=runtime.connect_auth())

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import ConflictRecord, JournalEntry, OutboxEvent, Product, Refund, Sale
-from app.services.ledger import Ledger, LinkDown
+from app.services.journal.ledger import Ledger, LinkDown
 from app.utils.errors import ApiError
 from tests.ledgers import ledger_at, make_ledger, product_event, sale_event
 
@@ -40,7 +40,7 @@ class Wire:
     def submit(self, events: list[dict], timeout: float) -> list[dict]:
         if self.down:
             raise LinkDown("cut")
-        from app.services.events import Event
+        from app.services.journal.events import Event
 
         return self.master.sequence([Event.from_dict(e) for e in events], from_device=2)
 
@@ -269,7 +269,7 @@ def test_regression_chaos_seed_3037_a_refund_is_never_journaled_before_its_sale(
 def test_a_served_page_carries_the_stored_payloads_as_entries_since_gives_them(pair):
     import json
 
-    from app.services.replication import changes_json, full_export_json
+    from app.services.journal.replication import changes_json, full_export_json
 
     master, client = pair
     client.execute(sale(client, receipt=1))
@@ -358,7 +358,7 @@ def test_a_snapshot_with_a_gap_is_refused_and_changes_nothing(tmp_path):
 
 
 def test_a_till_behind_takes_a_snapshot_only_onto_a_journal_the_snapshot_extends(tmp_path):
-    from app.services.ledger import SnapshotUnavailable
+    from app.services.journal.ledger import SnapshotUnavailable
 
     master = make_ledger(tmp_path, 1)
     master.start_sequencing((1, 1))

@@ -14,8 +14,8 @@ import pytest
 
 from app import create_app
 from app.config import Config
-from app.services import reports
-from app.services.seed import seed_demo
+from app.services.shop import reports
+from app.services.shop.seed import seed_demo
 from app.utils.money import round_half_up_div
 
 PINS = {"admin": "123456", "manager": "234567", "cashier": "0000"}

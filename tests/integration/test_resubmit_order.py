@@ -9,9 +9,9 @@ from types import SimpleNamespace
 from sqlalchemy import func, select
 
 from app.models import OutboxEvent, Product
-from app.services import cluster as cluster_module
-from app.services.ledger import Ledger, LinkDown
-from app.services.replication import drop_losing_tail, pull
+from app.services.cluster import runtime as cluster_module
+from app.services.journal.ledger import Ledger, LinkDown
+from app.services.journal.replication import drop_losing_tail, pull
 from tests.ledgers import LedgerPeer, make_ledger, product_event, sale_event
 
 

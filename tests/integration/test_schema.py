@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from app.models.db import SCHEMA_VERSION, Database
 from app.models.migrate import alembic_config
-from app.services.seed import seed_demo
+from app.services.shop.seed import seed_demo
 from app.utils.barcode import is_valid_barcode
 from tests.integration.conftest import login, sell, sql
 
@@ -159,7 +159,7 @@ def test_derived_state_matches_a_rebuild_from_the_journal(node, client, cashier,
 
 def test_bulk_catalog_matches_what_the_journal_derives(node, client, cashier, manager):
     """`run --bench-catalog N` loads products in bulk; the result equals replaying the journal."""
-    from app.services.seed import bulk_catalog
+    from app.services.shop.seed import bulk_catalog
 
     (gseq_before,), = sql(node, "SELECT MAX(gseq) FROM journal")
     assert bulk_catalog(node, 120, chunk=50) == 120

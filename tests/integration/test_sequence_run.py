@@ -10,8 +10,8 @@ import copy
 from sqlalchemy import select, text
 
 from app.models import DERIVED_TABLES, AuditEntry, ConflictRecord, JournalEntry
-from app.services.events import Event
-from app.services.ledger import Ledger
+from app.services.journal.events import Event
+from app.services.journal.ledger import Ledger
 from tests.ledgers import make_ledger, product_event, sale_event
 
 # conflicts: random ids (compared without them); outbox: what is still waiting here.
@@ -116,7 +116,7 @@ def test_a_run_stops_where_the_per_event_path_must_decide(tmp_path):
     origin = make_ledger(tmp_path, 2)
     master.start_sequencing((1, 1))
     master.sequence([product_event(master, "A", 10)])
-    from app.services import admission
+    from app.services.shop import admission
 
     events = [sale_event(origin, 1), sale_event(origin, 2, sku="nope"), sale_event(origin, 3)]
     with master.db.read() as session:

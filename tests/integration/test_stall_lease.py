@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from app.services import cluster as cluster_module
-from app.services.election import Epoch, Heartbeat
+from app.services.cluster import runtime as cluster_module
+from app.services.cluster.election import Epoch, Heartbeat
 
 
 def test_a_stalled_master_renews_its_lease_only_after_a_fresh_answer(node, monkeypatch):

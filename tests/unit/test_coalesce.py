@@ -1,6 +1,6 @@
 """What the browsers hear after a page of journal entries: final state, bounded."""
 
-from app.services.apply_bulk import NOTICE_CAP, coalesce
+from app.services.shop.apply_bulk import NOTICE_CAP, coalesce
 
 
 def test_final_stock_per_product_and_alerts_only_for_products_still_sold_out():

@@ -3,8 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.services.conflicts import decide_edit, decide_sale, order_offline
-from app.services.hlc import HLC
+from app.services.journal.hlc import HLC
+from app.services.shop.conflicts import decide_edit, decide_sale, order_offline
 
 
 def test_online_sale_within_stock_is_accepted():

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.services.election import (
+from app.services.cluster.election import (
     REFUSE_DUPLICATE_ID,
     REFUSE_MALFORMED_CLAIM,
     REFUSE_SCHEMA,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.services.hlc import HLC, format_hlc, parse_hlc
+from app.services.journal.hlc import HLC, format_hlc, parse_hlc
 
 T0 = 1_700_000_000_000  # some wall time in ms
 SKEW = 300_000  # 300 s

@@ -1,7 +1,7 @@
 """The wrong-PIN back-off as a pure function of the journaled failures, on a fake clock."""
 
-from app.services import lockout
-from app.services.lockout import CAP_MS, WINDOW_MS, attempts_left, delay_ms, retry_after_ms
+from app.services.shop import lockout
+from app.services.shop.lockout import CAP_MS, WINDOW_MS, attempts_left, delay_ms, retry_after_ms
 
 
 class FakeClock:

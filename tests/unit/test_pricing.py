@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from app.services.pricing import (
+from app.services.shop.pricing import (
     CartTotals,
     PricedLine,
     PriceLine,

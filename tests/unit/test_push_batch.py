@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from app.services.push_batch import PushBatcher, merge_pushes
+from app.services.cluster.push_batch import PushBatcher, merge_pushes
 
 
 def entries(*gseqs: int) -> list[dict]:

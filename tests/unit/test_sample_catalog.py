@@ -1,6 +1,6 @@
 from collections import Counter
 
-from app.services.pricing import PriceLine, price_cart
+from app.services.shop.pricing import PriceLine, price_cart
 from app.utils.barcode import is_valid_barcode
 from app.utils.sample_catalog import SAMPLE_CATALOG, SAMPLE_CATEGORIES, _build
 

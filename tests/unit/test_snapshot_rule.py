@@ -1,6 +1,6 @@
 """When a till takes a snapshot instead of pages (replication.worth_a_snapshot)."""
 
-from app.services.replication import worth_a_snapshot
+from app.services.journal.replication import worth_a_snapshot
 
 
 def test_a_new_or_far_behind_till_takes_a_snapshot_and_a_short_gap_takes_pages():

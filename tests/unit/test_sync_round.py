@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from app.services.cluster import ClusterRuntime
+from app.services.cluster.runtime import ClusterRuntime
 
 
 def runtime_with(once) -> ClusterRuntime:

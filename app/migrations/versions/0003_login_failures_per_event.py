@@ -2,7 +2,7 @@
 
 * `login_failures` held one node-local counter per user (a fixed 5-minute lock anyone
   could renew). It now holds one row per journaled `user.login_failed` / `user.unlock`
-  (derived from the journal like `users`; `app/services/lockout.py` turns a user's rows
+  (derived from the journal like `users`; `app/services/shop/lockout.py` turns a user's rows
   into an exponential back-off). The old counters are dropped: they were local and
   short-lived, and the journal holds no failures from before this revision.
 * `auth_sessions.user_version`: users.version when the session began. A PIN reset,

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.models import NodeState, OutboxEvent, Payment, Product, Refund, Sale, SaleLine
 from app.services.node import Node
-from app.services.pricing import PriceLine, price_cart, settle_payments, split_refund
-from app.services.users import ROLE_RANK
+from app.services.shop.pricing import PriceLine, price_cart, settle_payments, split_refund
+from app.services.shop.users import ROLE_RANK
 from app.utils.errors import ApiError, Conflict, NotFound, ValidationError
 from app.utils.money import round_half_up_div
 

@@ -23,7 +23,7 @@ import requests
 
 from app.config import Config
 from app.models.db import SCHEMA_VERSION
-from app.services.ledger import Ledger
+from app.services.journal.ledger import Ledger
 from app.utils.signing import sign_request
 
 log = logging.getLogger(__name__)

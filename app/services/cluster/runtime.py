@@ -18,7 +18,7 @@ import socketio
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from app.services import refusals
-from app.services.election import (
+from app.services.cluster.election import (
     BecomeMaster,
     ElectionCore,
     Epoch,
@@ -29,11 +29,11 @@ from app.services.election import (
     Refused,
     StepDown,
 )
-from app.services.events import EVENT_TYPES, Event
-from app.services.ledger import LinkDown
+from app.services.cluster.push_batch import PushBatcher
+from app.services.journal.events import EVENT_TYPES, Event
+from app.services.journal.ledger import LinkDown
+from app.services.journal.replication import Diverged, HttpPeer, SyncError, drop_losing_tail, pull
 from app.services.node import Node
-from app.services.push_batch import PushBatcher
-from app.services.replication import Diverged, HttpPeer, SyncError, drop_losing_tail, pull
 from app.utils.clock import monotonic_ms
 from app.utils.signing import cluster_id, open_sealed, seal
 
@@ -239,7 +239,7 @@ class ClusterRuntime:
                                 max_instances=1, coalesce=True)
         self.background.start()
         if self.cfg.discovery:
-            from app.services.discovery import Discovery
+            from app.services.cluster.discovery import Discovery
 
             try:
                 self.discovery = Discovery(self.cfg, self.cluster_id, self.add_peer)

@@ -22,10 +22,10 @@ from app.models import (
     SaleLine,
     User,
 )
-from app.services.apply import REFILED
-from app.services.apply_bulk import RunKeys, SalesOnFile, chunks
-from app.services.conflicts import SaleDecision, Shortage, decide_edit, decide_sale
-from app.services.events import Event
+from app.services.journal.events import Event
+from app.services.shop.apply import REFILED
+from app.services.shop.apply_bulk import RunKeys, SalesOnFile, chunks
+from app.services.shop.conflicts import SaleDecision, Shortage, decide_edit, decide_sale
 from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
 
 

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from app.models import Category, ConflictRecord, Payment, Product, Sale, SaleLine, StockMovement
 from app.models.db import insert_rows, set_column
-from app.services.apply import (
+from app.services.journal.events import Event
+from app.services.shop.apply import (
     Notice,
     apply_event,
     conflict_notice,
@@ -28,7 +29,6 @@ from app.services.apply import (
     sale_rows,
     stock_notices,
 )
-from app.services.events import Event
 
 BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust",
                         "conflict.record"})

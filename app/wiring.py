@@ -1,4 +1,7 @@
-"""Start and stop the cluster machinery around a created app (one wiring place)."""
+"""The one wiring module: starts and stops the cluster machinery and housekeeping.
+
+It alone knows Flask, the routes and the three service packages together.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from flask import Flask
 
 from app.extensions import socketio
 from app.routes.sockets import BROWSERS, NODES, sweep_session_sockets
-from app.services import users
-from app.services.cluster import NODE_NS, ClusterRuntime, MonotonicJobs
+from app.services.cluster.runtime import NODE_NS, ClusterRuntime, MonotonicJobs
+from app.services.shop import users
 
 log = logging.getLogger(__name__)
 # Seconds between housekeeping runs: a browser socket outlives its session's expiry by

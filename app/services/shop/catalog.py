@@ -8,9 +8,9 @@ from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import Category, Product
-from app.services import product_index
-from app.services.admission import product_snapshot
 from app.services.node import Node
+from app.services.shop import product_index
+from app.services.shop.admission import product_snapshot
 from app.utils.barcode import is_valid_barcode
 from app.utils.errors import NotFound, ValidationError
 

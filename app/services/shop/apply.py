@@ -27,7 +27,7 @@ from app.models import (
     StockMovement,
     User,
 )
-from app.services.events import Event
+from app.services.journal.events import Event
 
 Notice = tuple[str, dict[str, Any]]
 

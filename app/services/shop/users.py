@@ -27,8 +27,8 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import AuthSession, JournalEntry, LoginFailure, OutboxEvent, User
-from app.services import lockout
 from app.services.node import Node
+from app.services.shop import lockout
 from app.utils import pin_hash
 from app.utils.errors import (
     ApiError,
@@ -331,7 +331,7 @@ def ended_sessions(node: Node, digests: list[str]) -> set[str]:
 
 def housekeeping(node: Node) -> dict[str, int]:
     """Purge ended sessions and failure rows that can no longer count (run by a
-    periodic job, `bootstrap.start_housekeeping`). Failure rows are derived from the
+    periodic job, `app.wiring.start_housekeeping`). Failure rows are derived from the
     journal: only rows the back-off can never count again are dropped, so every till
     still decides the same way."""
     now = node.clock()

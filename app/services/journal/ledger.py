@@ -30,17 +30,17 @@ from sqlalchemy.orm import Session
 from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
 from app.models.catalog import BUMP_CATALOG_GEN
 from app.models.db import Database, insert_rows
-from app.services import admission
-from app.services.apply import Notice, apply_event
-from app.services.apply_bulk import apply_many, chunks
-from app.services.conflicts import order_offline
-from app.services.events import (
+from app.services.journal.events import (
     COMMUTATIVE_TYPES,
     MASTER_DERIVED_TYPES,
     Event,
     journal_entry_dict,
 )
-from app.services.hlc import HLC, parse_hlc
+from app.services.journal.hlc import HLC, parse_hlc
+from app.services.shop import admission
+from app.services.shop.apply import Notice, apply_event
+from app.services.shop.apply_bulk import apply_many, chunks
+from app.services.shop.conflicts import order_offline
 from app.utils.clock import wall_ms
 from app.utils.errors import ApiError, ServiceUnavailable
 

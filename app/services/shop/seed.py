@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from app.models import Product, User
 from app.services.node import Node
-from app.services.users import hash_pin
+from app.services.shop.users import hash_pin
 from app.utils.sample_catalog import SAMPLE_CATALOG
 
 # Managers and admins need 6-digit PINs (Config.strong_pins_for_managers); cashiers 4.
@@ -95,7 +95,7 @@ def _journal_products(node: Node, items: list[dict]) -> int:
     from sqlalchemy import insert
 
     from app.models import JournalEntry, NodeState, StockMovement
-    from app.services.apply import category_id
+    from app.services.shop.apply import category_id
 
     ledger = node.ledger
     with node.db.write() as session:

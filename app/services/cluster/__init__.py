@@ -1,0 +1,1 @@
+"""The cluster: election core, runtime (heartbeats, leases, sync rounds, links), discovery."""

@@ -1,0 +1,1 @@
+"""The replicated journal: events, HLC, write path, sequencer, outbox, follower, pages."""
