@@ -36,6 +36,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.services.audit import AuditLog
     from app.services.journal.ledger import Ledger
     from app.services.node import Node
+    from app.services.shop.state_machine import ShopStateMachine
     from app.utils.http_surface import AllowedHosts, HttpSurface, same_origin
     from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper, restrict_data_dir
 
@@ -55,8 +56,8 @@ def create_app(config: Config | None = None) -> Flask:
     db = Database(config.db_path)
     db.migrate()
     audit = AuditLog(config.device_id, wall_ms)
-    ledger = Ledger(db, device_id=config.device_id, clock=wall_ms, audit=audit,
-                    submit_timeout=config.submit_timeout)
+    ledger = Ledger(db, device_id=config.device_id, machine=ShopStateMachine(), clock=wall_ms,
+                    audit=audit, submit_timeout=config.submit_timeout)
     node = Node(config=config, db=db, ledger=ledger, audit=audit, clock=wall_ms,
                 schema_version=SCHEMA_VERSION, pepper=pin_pepper(config.cluster_secret))
     app.extensions["lanpos_node"] = node
@@ -80,7 +81,7 @@ def create_app(config: Config | None = None) -> Flask:
             elif name == "outbox_changed":
                 socketio.emit("cluster_status", node.status_summary(), to=sockets.BROWSERS)
 
-    ledger.notify = relay
+    ledger.subscribe(relay)
 
     errors.init_app(app)
     for module in (api_auth, api_catalog, api_sales, api_admin, api_cluster, sync, till_pages,

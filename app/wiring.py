@@ -52,15 +52,13 @@ def start_cluster(app: Flask) -> ClusterRuntime | None:
 
     runtime = ClusterRuntime(node, emit_nodes=emit_nodes, emit_browsers=emit_browsers)
     node.cluster = runtime
-    relay = node.ledger.notify
 
-    def notify(notices: list) -> None:
-        relay(notices)
+    def broadcast_critical(notices: list) -> None:
         for name, data in notices:
             if name == "critical_event":
                 runtime.broadcast_critical(data)
 
-    node.ledger.notify = notify
+    node.ledger.subscribe(broadcast_critical)
     runtime.start()
     return runtime
 

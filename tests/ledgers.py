@@ -11,6 +11,8 @@ from app.services.audit import AuditLog
 from app.services.journal.events import Event
 from app.services.journal.ledger import Ledger
 from app.services.journal.replication import changes_json
+from app.services.shop.state_machine import ShopStateMachine
+from app.services.shop.stock import stock_of
 
 
 class Clock:
@@ -28,7 +30,13 @@ def ledger_at(directory: Path, device_id: int) -> Ledger:
     db = Database(str(Path(directory) / "lanpos.db"))
     db.migrate()
     clock = Clock()
-    return Ledger(db, device_id=device_id, clock=clock, audit=AuditLog(device_id, clock))
+    return Ledger(db, device_id=device_id, machine=ShopStateMachine(), clock=clock,
+                  audit=AuditLog(device_id, clock))
+
+
+def stock_at(ledger: Ledger, sku: str) -> int | None:
+    """A product's derived stock at this ledger's till (None: no such product)."""
+    return stock_of(ledger.db, sku)
 
 
 def make_ledger(tmp_path: Path, device_id: int) -> Ledger:

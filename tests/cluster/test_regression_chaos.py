@@ -13,6 +13,7 @@ from app.models.db import Database
 from app.services.audit import AuditLog
 from app.services.journal.ledger import Ledger
 from app.services.journal.replication import pull
+from app.services.shop.state_machine import ShopStateMachine
 from tests.ledgers import Clock, make_ledger, sale_event
 
 pytestmark = pytest.mark.cluster
@@ -202,7 +203,7 @@ def test_regression_receipt_number_reused_after_a_crash_mid_sale(tmp_path):
     (tmp_path / "master").mkdir()
     shutil.copyfile(till_dir / "lanpos.db", tmp_path / "master" / "lanpos.db")
     master = Ledger(Database(str(tmp_path / "master" / "lanpos.db")), device_id=1,
-                    audit=AuditLog(1, Clock()))
+                    machine=ShopStateMachine(), audit=AuditLog(1, Clock()))
     master.start_sequencing((2, 1))
     node.ledger.stop_sequencing()  # till 3 is a client of that master
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from app.models import ConflictRecord, JournalEntry, OutboxEvent, Product, Refund, Sale
 from app.services.journal.ledger import Ledger, LinkDown
 from app.utils.errors import ApiError
-from tests.ledgers import ledger_at, make_ledger, product_event, sale_event
+from tests.ledgers import ledger_at, make_ledger, product_event, sale_event, stock_at
 
 
 def product(ledger: Ledger, sku: str = "A", stock: int = 1):
@@ -332,7 +332,7 @@ def test_an_empty_till_installs_a_snapshot_and_derives_what_pages_derive(tmp_pat
     assert rows_without_ids(snapped) == rows_without_ids(paged)
     assert snapped.entries_since(0, 1000) == paged.entries_since(0, 1000) == master.entries_since(0, 1000)
     assert [e.event_id for e in snapped.outbox_events()] == [unknown.event_id]
-    assert snapped.stock_of("A") == 5 - 4 and snapped.stock_of("B") == -1
+    assert stock_at(snapped, "A") == 5 - 4 and stock_at(snapped, "B") == -1
     assert snapped.install_snapshot(path) == 0          # not empty any more: pages from now on
     with snapped.db.read() as s:
         assert s.scalar(select(func.count()).select_from(ConflictRecord)) == 1

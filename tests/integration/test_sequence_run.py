@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from app.models import DERIVED_TABLES, AuditEntry, ConflictRecord, JournalEntry
 from app.services.journal.events import Event
 from app.services.journal.ledger import Ledger
-from tests.ledgers import make_ledger, product_event, sale_event
+from tests.ledgers import make_ledger, product_event, sale_event, stock_at
 
 # conflicts: random ids (compared without them); outbox: what is still waiting here.
 ROW_TABLES = [t for t in DERIVED_TABLES if t != "conflicts"] + ["outbox"]
@@ -124,4 +124,4 @@ def test_a_run_stops_where_the_per_event_path_must_decide(tmp_path):
     assert [v.event.event_id for v in verdicts] == [events[0].event_id]
     acks = master.sequence(events, from_device=2)
     assert [a["status"] for a in acks] == ["accepted", "refused", "accepted"]
-    assert master.stock_of("A") == 8
+    assert stock_at(master, "A") == 8

@@ -28,19 +28,9 @@ SHOP_TABLES = {"Product", "Category", "Sale", "SaleLine", "Payment", "Refund", "
                "User", "AuthSession", "LoginFailure", "ConflictRecord", "catalog", "sales",
                "people"}
 
-KNOWN_DEBT = {
-    # The journal applies entries by calling the shop's admission and appliers directly;
-    # issue 13's state-machine seam (admit a batch, apply a batch) owned by the journal cuts these.
-    ("app.services.journal.ledger", "app.services.shop.admission"),
-    ("app.services.journal.ledger", "app.services.shop.apply"),
-    ("app.services.journal.ledger", "app.services.shop.apply_bulk"),
-    ("app.services.journal.ledger", "app.services.shop.conflicts"),
-    # The ledger reads the catalog and sale rows for the write path's router; they move to
-    # the shop's read models with the same seam.
-    ("app.services.journal.ledger", "app.models.Product"),
-    ("app.services.journal.ledger", "app.models.Sale"),
-    ("app.services.journal.ledger", "app.models.catalog"),
-}
+# Empty since issue 13's step 2: the journal drives the shop through the state machine it
+# owns (`journal/state_machine.py`, implemented by `shop/state_machine.py`).
+KNOWN_DEBT: set[tuple[str, str]] = set()
 
 
 def imports_of(path: Path) -> set[str]:

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent, Product, Sale
-from app.models.catalog import BUMP_CATALOG_GEN
+from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent
 from app.models.db import Database, insert_rows
 from app.services.journal.events import (
     COMMUTATIVE_TYPES,
@@ -37,10 +36,8 @@ from app.services.journal.events import (
     journal_entry_dict,
 )
 from app.services.journal.hlc import HLC, parse_hlc
-from app.services.shop import admission
-from app.services.shop.apply import Notice, apply_event
-from app.services.shop.apply_bulk import apply_many, chunks
-from app.services.shop.conflicts import order_offline
+from app.services.journal.state_machine import Notice, NotYet, StateMachine
+from app.utils.chunks import chunks
 from app.utils.clock import wall_ms
 from app.utils.errors import ApiError, ServiceUnavailable
 
@@ -96,9 +93,12 @@ class ReceiveResult:
 
 
 class Ledger:
-    def __init__(self, db: Database, *, device_id: int, clock: Callable[[], int] = wall_ms,
-                 audit: Any = None, submit_timeout: float = 0.3):
+    def __init__(self, db: Database, *, device_id: int, machine: StateMachine,
+                 clock: Callable[[], int] = wall_ms, audit: Any = None,
+                 submit_timeout: float = 0.3):
         self.db = db
+        # What the journal's entries drive (admission, derived tables): the shop.
+        self.machine = machine
         self.device_id = device_id
         self.clock = clock
         self.audit = audit
@@ -116,8 +116,9 @@ class Ledger:
         self.last_offline_ms: int | None = None
         self.epoch: EpochPair = (0, 0)
         self.master_link: MasterLink | None = None
-        # Callbacks wired by the app: relay notices to browsers, broadcast new entries.
-        self.notify: Callable[[list[Notice]], None] = lambda notices: None
+        # Who hears the notices of every change (`subscribe`): browsers, the cluster.
+        self._subscribers: list[Callable[[list[Notice]], None]] = []
+        # Callbacks the cluster runtime sets: broadcast new entries, push an offline event soon.
         self.on_appended: Callable[[list[dict], dict | None], None] = lambda entries, prev: None
         self.on_offline: Callable[[], None] = lambda: None
         self._seq_lock = threading.Lock()
@@ -135,6 +136,15 @@ class Ledger:
             last = session.get(NodeState, "hlc_last")
             self.epoch = self._load_epoch(session)
         self.hlc = HLC(device_id, clock, last.value if last else None)
+
+    def subscribe(self, callback: Callable[[list[Notice]], None]) -> None:
+        """Call `callback(notices)` after every change this ledger commits (in the order
+        subscribers came; a notice list may be empty)."""
+        self._subscribers.append(callback)
+
+    def _publish(self, notices: list[Notice]) -> None:
+        for callback in list(self._subscribers):
+            callback(notices)
 
     # ------------------------------------------------------------------ helpers
     def _invalidate(self) -> None:
@@ -310,10 +320,10 @@ class Ledger:
             if session.scalar(select(JournalEntry.gseq).where(JournalEntry.event_id == ev.event_id)):
                 return  # the master took it after all and its broadcast beat our timeout
             session.add(_outbox_row(ev, applied=True, now=self.clock()))
-            notices = apply_event(session, ev)
+            notices = self.machine.apply(session, ev)
             self._audit_event(session, ev)
             self._save_hlc(session)
-        self.notify(notices + [("outbox_changed", {})])
+        self._publish(notices + [("outbox_changed", {})])
 
     def _keep_acked(self, ev: Event, ack: dict) -> None:
         """Acked by the master: keep it in the outbox until the journal brings it back.
@@ -330,13 +340,13 @@ class Ledger:
             if in_journal is None and ack.get("status") == "accepted":
                 applied = ev.type in COMMUTATIVE_TYPES
                 if applied:
-                    notices = apply_event(session, ev)
+                    notices = self.machine.apply(session, ev)
                 row = _outbox_row(ev, applied=applied, now=self.clock())
                 row.mode = "offline"
                 session.add(row)
             self._audit_event(session, ev)
             self._save_hlc(session)
-        self.notify(notices)
+        self._publish(notices)
         if ev.type not in COMMUTATIVE_TYPES and ack.get("gseq"):
             self.wait_for_gseq(int(ack["gseq"]), timeout=1.0)
 
@@ -359,7 +369,7 @@ class Ledger:
         if appended:
             self._wake_waiters()
             self.on_appended([journal_entry_dict(r) for r in appended], prev)
-        self.notify(notices)
+        self._publish(notices)
         return acks
 
     def _sequence_batch(self, session: Session, events: list[Event], from_device: int | None
@@ -387,13 +397,13 @@ class Ledger:
             try:
                 with session.begin_nested():
                     ack, rows, ev_notices = self._sequence_one(session, ev, last)
-            except admission.NotYet as exc:
+            except NotYet as exc:
                 ack = {"status": "deferred", "event_id": ev.event_id, "reason": str(exc)}
                 rows, ev_notices = [], []
             except ApiError as exc:
                 ack = _refused(ev, exc)
                 rows, ev_notices = [], []
-                if exc.code == "CONFLICT" and ev.type == "product.update":
+                if self.machine.is_lost_edit(ev, exc):
                     # A stale edit: record who lost to whom, in the journal.
                     rows, ev_notices = self._record_edit_conflict(session, ev, exc, last)
                     if ev.mode == "offline":
@@ -423,29 +433,27 @@ class Ledger:
                                   .where(JournalEntry.event_id == ev.event_id))
         if existing is not None:
             return {"status": "duplicate", "event_id": ev.event_id, "gseq": existing}, [], []
-        if ev.type == "sale.create" and ev.payload.get("client_ref"):
-            sale = session.scalar(select(Sale).where(Sale.client_ref == ev.payload["client_ref"]))
-            if sale is not None and sale.event_id != ev.event_id:
-                return {"status": "duplicate", "event_id": ev.event_id, "sale_id": sale.sale_id,
-                        "gseq": None}, [], []
+        repeated = self.machine.repeated_request(session, ev)
+        if repeated is not None:
+            return {"status": "duplicate", "event_id": ev.event_id, **repeated, "gseq": None}, [], []
         self.hlc.update(ev.hlc)
-        decision = admission.admit(session, ev)
+        decision = self.machine.admit(session, ev)
         outbox = session.get(OutboxEvent, ev.event_id)
         already_applied = bool(outbox and outbox.applied)
         if outbox is not None:
             session.delete(outbox)
         row = _journal_row(ev, last + 1, self.epoch, self.clock())
         session.add(row)
-        notices = [] if already_applied else apply_event(session, ev)
+        notices = [] if already_applied else self.machine.apply(session, ev)
         if already_applied:
-            _settle_modes(session, [ev])
+            self.machine.settle_modes(session, [ev])
         self._audit_event(session, ev, gseq=row.gseq, epoch=list(self.epoch))
         rows = [row]
-        for conflict in admission.after_apply(session, ev, decision):
+        for conflict in self.machine.records_after(session, ev, decision):
             cev = self.new_event("conflict.record", conflict, None)
             crow = _journal_row(cev, last + len(rows) + 1, self.epoch, self.clock())
             session.add(crow)
-            notices += apply_event(session, cev)
+            notices += self.machine.apply(session, cev)
             rows.append(crow)
             self._audit_conflict(session, ev, conflict)
         session.flush()
@@ -453,21 +461,19 @@ class Ledger:
 
     def _sequence_run(self, session: Session, events: list[Event], last: int
                       ) -> tuple[int, list[dict], list[AppendedRow], list[Notice]]:
-        """Sequence the longest prefix of `events` that `admission.admit_run` can decide
-        at once (sales and stock movements, the bulk of any batch): its journal rows go
-        in with one INSERT and `apply_many` applies them. Returns (events consumed, acks,
-        journal rows, notices); (0, ...) when the first event needs `_sequence_one`."""
-        verdicts = admission.admit_run(session, events)
+        """Sequence the longest prefix of `events` that the state machine's `admit_batch`
+        can decide at once (sales and stock movements, the bulk of any batch): its journal
+        rows go in with one INSERT and `apply_page` applies them. Returns (events consumed,
+        acks, journal rows, notices); (0, ...) when the first event needs `_sequence_one`."""
+        verdicts = self.machine.admit_batch(session, events)
         acks: list[dict] = []
         values: list[dict[str, Any]] = []
         journaled: list[Event] = []
         for verdict in verdicts:
             ev = verdict.event
             if verdict.status == "duplicate":
-                ack = {"status": "duplicate", "event_id": ev.event_id, "gseq": verdict.gseq}
-                if verdict.sale_id is not None:
-                    ack["sale_id"] = verdict.sale_id
-                acks.append(ack)
+                acks.append({"status": "duplicate", "event_id": ev.event_id, "gseq": verdict.gseq,
+                             **verdict.ack})
                 continue
             self.hlc.update(ev.hlc)
             if verdict.status == "refuse":
@@ -478,7 +484,7 @@ class Ledger:
             journaled.append(ev)
             self._audit_event(session, ev, gseq=gseq, epoch=list(self.epoch))
             acks.append({"status": "accepted", "event_id": ev.event_id, "gseq": gseq})
-            for conflict in admission.oversell_records(ev, verdict.oversold, verdict.stock_after):
+            for conflict in verdict.records:
                 cev = self.new_event("conflict.record", conflict, None)
                 values.append(_journal_values(cev, last + len(values) + 1, self.epoch, self.clock()))
                 journaled.append(cev)
@@ -486,7 +492,7 @@ class Ledger:
         notices: list[Notice] = []
         if values:
             insert_rows(session, JournalEntry.__table__, values)
-            notices = apply_many(session, journaled)
+            notices = self.machine.apply_page(session, journaled)
         # The rows as attributes, like the JournalEntry rows of `_sequence_one`: building
         # ORM instances only to read them back cost 38 us a row.
         return len(verdicts), acks, [SimpleNamespace(**v) for v in values], notices
@@ -499,13 +505,13 @@ class Ledger:
 
     def _record_edit_conflict(self, session: Session, ev: Event, exc: ApiError, last: int
                               ) -> tuple[list[JournalEntry], list[Notice]]:
-        conflict = admission.edit_conflict_record(session, ev, exc)
+        conflict = self.machine.lost_edit_record(session, ev, exc)
         if conflict is None:
             return [], []
         cev = self.new_event("conflict.record", conflict, None)
         row = _journal_row(cev, last + 1, self.epoch, self.clock())
         session.add(row)
-        notices = apply_event(session, cev)
+        notices = self.machine.apply(session, cev)
         self._audit(session, "edit.rejected", ev.user, {
             "sku": ev.payload.get("sku"), "event_id": ev.event_id,
             "origin_device": ev.origin_device, "conflict_id": conflict["conflict_id"]})
@@ -524,7 +530,7 @@ class Ledger:
         we took over). Earlier HLC first. What the rules turn down leaves the outbox, as
         at a till that resubmits (a stale edit from a dropped tail: chaos seed 4003)."""
         with self.db.read() as session:
-            pending = order_offline(session.scalars(select(OutboxEvent)).all())
+            pending = self.machine.order_offline(session.scalars(select(OutboxEvent)).all())
             events = [Event.from_row(r) for r in pending]
         if events and self.may_sequence():
             self.forget_turned_down(self.sequence(events, from_device=self.device_id))
@@ -570,13 +576,13 @@ class Ledger:
             self._save_hlc(session)
         if result.applied:
             self._wake_waiters()
-            self.notify(notices + [("outbox_changed", {})])
+            self._publish(notices + [("outbox_changed", {})])
         return result
 
     def _append_entries(self, session: Session, fresh: list[tuple[dict, Event]],
                         result: ReceiveResult) -> list[Notice]:
         """Journal a contiguous run of a master's entries and apply them (one INSERT for
-        the journal rows, `apply_many` for the derived tables)."""
+        the journal rows, the state machine's `apply_page` for the derived tables)."""
         ids = [ev.event_id for _, ev in fresh]
         held = {e for chunk in chunks(ids) for e in session.scalars(
             select(JournalEntry.event_id).where(JournalEntry.event_id.in_(chunk)))}
@@ -596,8 +602,9 @@ class Ledger:
             _journal_values(ev, int(data["gseq"]), data["epoch"], int(data.get("recorded_ms") or now))
             for data, ev in fresh])
         # Events this till applied when it made them only take the journal's mode.
-        _settle_modes(session, [ev for _, ev in fresh if applied_here.get(ev.event_id)])
-        notices = apply_many(session, [ev for _, ev in fresh if not applied_here.get(ev.event_id)])
+        self.machine.settle_modes(session, [ev for _, ev in fresh if applied_here.get(ev.event_id)])
+        notices = self.machine.apply_page(
+            session, [ev for _, ev in fresh if not applied_here.get(ev.event_id)])
         self.hlc.update(max((ev.hlc for _, ev in fresh), key=parse_hlc))
         result.applied += len(fresh)
         result.last_gseq = int(fresh[-1][0]["gseq"])
@@ -670,7 +677,7 @@ class Ledger:
             self._audit(session, "sync.tail_dropped", None, {
                 "kept_gseq": keep, "dropped": len(tail), "reason": reason,
                 "events": [r.event_id for r in tail][:50]})
-        self.notify([("catalog_reloaded", {}), ("outbox_changed", {})])
+        self._publish([("catalog_reloaded", {}), ("outbox_changed", {})])
         return len(tail)
 
     def _rebuild(self, session: Session) -> None:
@@ -678,16 +685,16 @@ class Ledger:
         for table in DERIVED_TABLES:
             session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
         session.flush()
-        apply_many(session, [Event.from_row(row) for row in
-                             session.scalars(select(JournalEntry).order_by(JournalEntry.gseq))])
+        self.machine.apply_page(session, [Event.from_row(row) for row in session.scalars(
+            select(JournalEntry).order_by(JournalEntry.gseq))])
         self._fold_outbox(session)
 
-    @staticmethod
-    def _fold_outbox(session: Session) -> int:
+    def _fold_outbox(self, session: Session) -> int:
         """Apply this node's applied outbox again (derived = fold(journal) + fold(outbox)),
         in first-come order; returns how many events it holds."""
         pending = session.scalars(select(OutboxEvent).where(OutboxEvent.applied.is_(True))).all()
-        apply_many(session, [Event.from_row(row) for row in order_offline(pending)])
+        self.machine.apply_page(session, [Event.from_row(row)
+                                          for row in self.machine.order_offline(pending)])
         return len(pending)
 
     def write_snapshot(self, path: str) -> dict[str, Any]:
@@ -743,7 +750,7 @@ class Ledger:
                     only_new = f" WHERE gseq > {int(mine)}" if table == "journal" else ""
                     conn.exec_driver_sql(f"INSERT INTO main.{table} ({cols}) "  # noqa: S608
                                          f"SELECT {cols} FROM snap.{table}{only_new}")
-            conn.exec_driver_sql(BUMP_CATALOG_GEN)  # once, for the trigger left out above
+            self.machine.derived_tables_loaded(conn)  # once, for the triggers left out above
             conn.exec_driver_sql("DELETE FROM outbox WHERE event_id IN (SELECT event_id FROM journal)")
             kept = self._fold_outbox(session)
             top = conn.exec_driver_sql("SELECT hlc FROM journal ORDER BY gseq DESC LIMIT 1").scalar()
@@ -752,7 +759,7 @@ class Ledger:
             self._audit(session, "sync.snapshot_installed", None, {
                 "from_gseq": mine, "last_gseq": last, "outbox_kept": kept})
         self._wake_waiters()
-        self.notify([("catalog_reloaded", {}), ("outbox_changed", {})])
+        self._publish([("catalog_reloaded", {}), ("outbox_changed", {})])
         return last
 
     def outbox_events(self, limit: int = 500, after: Event | None = None) -> list[Event]:
@@ -798,12 +805,7 @@ class Ledger:
                 self._rebuild(session)
             self._audit(session, "sync.rejected", None, {"events": ids[:50], "reason": reason,
                                                          "unapplied": applied})
-        self.notify([("outbox_changed", {})] + ([("catalog_reloaded", {})] if applied else []))
-
-    def stock_of(self, sku: str) -> int | None:
-        with self.db.read() as session:
-            product = session.get(Product, sku)
-            return product.stock if product else None
+        self._publish([("outbox_changed", {})] + ([("catalog_reloaded", {})] if applied else []))
 
 
 SNAPSHOT_TABLES = ("journal", *DERIVED_TABLES)
@@ -844,19 +846,6 @@ def _same_position(mine: JournalEntry | None, theirs: dict) -> bool:
         return False
     epoch = theirs.get("epoch")
     return epoch is None or list(epoch) == [mine.epoch_number, mine.epoch_master]
-
-
-def _settle_modes(session: Session, events: list[Event]) -> None:
-    """Sales applied early from the outbox take the mode the journal recorded for them,
-    so every till derives the same rows: one UPDATE per mode and chunk of sale ids."""
-    by_mode: dict[str, list[str]] = {}
-    for ev in events:
-        if ev.type == "sale.create":
-            by_mode.setdefault(ev.mode, []).append(ev.payload["sale_id"])
-    for mode, sale_ids in by_mode.items():
-        for chunk in chunks(sale_ids):
-            session.execute(update(Sale).where(Sale.sale_id.in_(chunk), Sale.mode != mode)
-                            .values(mode=mode))
 
 
 def _journal_values(ev: Event, gseq: int, epoch: EpochPair | list[int], recorded_ms: int

@@ -23,9 +23,11 @@ from app.models import (
     User,
 )
 from app.services.journal.events import Event
+from app.services.journal.state_machine import NotYet
 from app.services.shop.apply import REFILED
-from app.services.shop.apply_bulk import RunKeys, SalesOnFile, chunks
+from app.services.shop.apply_bulk import RunKeys, SalesOnFile
 from app.services.shop.conflicts import SaleDecision, Shortage, decide_edit, decide_sale
+from app.utils.chunks import chunks
 from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
 
 
@@ -64,11 +66,6 @@ def outbox_stock_deltas(session: Session, skus: set[str]) -> dict[str, int]:
             if sku in skus:
                 deltas[sku] = deltas.get(sku, 0) + delta
     return deltas
-
-
-class NotYet(Exception):
-    """The event depends on one the master has not journaled yet: it is neither accepted
-    nor refused; the till keeps it in its outbox and submits it again."""
 
 
 def admit(session: Session, ev: Event) -> Any:

@@ -28,8 +28,7 @@ from app.models import (
     User,
 )
 from app.services.journal.events import Event
-
-Notice = tuple[str, dict[str, Any]]
+from app.services.journal.state_machine import Notice
 
 
 def category_id(session: Session, name: str | None) -> int | None:

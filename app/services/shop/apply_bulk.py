@@ -12,7 +12,7 @@ client_ref already taken, a product this node never saw, a new category), goes t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,10 +29,10 @@ from app.services.shop.apply import (
     sale_rows,
     stock_notices,
 )
+from app.utils.chunks import chunks
 
 BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust",
                         "conflict.record"})
-IN_CHUNK = 500  # values per IN (...) list: far below SQLite's host-parameter limit
 # A catch-up page can hold thousands of sales: the browsers need the final state, not
 # every step (stock_changed/critical_event: last per product; beyond this many sales
 # or products, one notice stands for the rest).
@@ -136,12 +136,6 @@ class SalesOnFile:
         self.receipts.add(payload["receipt_no"])
         if payload.get("client_ref"):
             self.refs[payload["client_ref"]] = payload["sale_id"]
-
-
-def chunks(values: Iterable[Any]) -> Iterable[list[Any]]:
-    values = list(values)
-    for k in range(0, len(values), IN_CHUNK):
-        yield values[k:k + IN_CHUNK]
 
 
 class _BulkRun:

@@ -7,8 +7,16 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.models import Product, StockMovement
+from app.models.db import Database
 from app.services.node import Node
 from app.utils.errors import NotFound, ValidationError
+
+
+def stock_of(db: Database, sku: str) -> int | None:
+    """A product's derived stock (None: no such product)."""
+    with db.read() as session:
+        product = session.get(Product, sku)
+        return product.stock if product else None
 
 
 def _require_product(node: Node, sku: str) -> None:
@@ -28,7 +36,7 @@ def receive(node: Node, user: str, sku: str, quantity: int, reason: str | None,
     ev.extra["audit"] = ("stock.received", {"sku": sku, "quantity": quantity, "reason": reason,
                                             "approver": approver})
     outcome = node.ledger.execute(ev)
-    return {"sku": sku, "stock": node.ledger.stock_of(sku), "status": outcome.status,
+    return {"sku": sku, "stock": stock_of(node.db, sku), "status": outcome.status,
             "event_id": ev.event_id}
 
 
@@ -45,7 +53,7 @@ def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None,
     ev.extra["audit"] = ("stock.adjusted", {"sku": sku, "quantity": quantity, "reason": reason,
                                             "approver": approver})
     outcome = node.ledger.execute(ev)
-    return {"sku": sku, "stock": node.ledger.stock_of(sku), "status": outcome.status,
+    return {"sku": sku, "stock": stock_of(node.db, sku), "status": outcome.status,
             "event_id": ev.event_id}
 
 
