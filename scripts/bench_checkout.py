@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Checkout benchmark (issue 2): a REAL node process with a 100,000-product catalog.
+"""Checkout benchmark (issues 2 and 13): a REAL node process with a 100,000-product catalog.
 
-    .venv/bin/python scripts/bench_checkout.py [--products 100000] [--sales 2000]
-        [--clients 4] [--time-cap 60] [--search-queries 500] [--keep]
+    .venv/bin/python scripts/bench_checkout.py [--products 100000] [--sales 1000]
+        [--clients 4] [--time-cap 60] [--search-queries 500] [--commit-pairs 300] [--keep]
 
 1. Starts `python -m app run --device-id 1 --port <free> --host 127.0.0.1 --data-dir <tmp>
    --no-discovery --seed-demo --bench-catalog N`. `--bench-catalog N` is a hidden flag
@@ -15,11 +15,27 @@
      the bulk catalog, a cash payment and its own client_ref, like a till sends it.
    * GET /api/products?search=... on the 100k catalog (names, SKU, barcode, misses).
 3. Samples the node's RSS with psutil every 20 ms and reports the peak.
+4. Measures the sale's floor in the same run, against the same node process (issue 13):
+   * HTTP floor: GET /health (no database, no auth) over a keep-alive `requests` session
+     like the sales use (the connection opened before the timing starts), from one
+     client and from --clients concurrent clients.
+   * commit floor: two small `BEGIN IMMEDIATE; INSERT; COMMIT` transactions (the two
+     commits a sale needs today: receipt-number reservation, then the sequencing) on a
+     throwaway SQLite file in the node's own data directory, opened through
+     `app.models.db.make_engine`, so with the node's pragmas (WAL, synchronous=FULL);
+     --commit-pairs pairs in a block.
+   Both floors are measured in a block before the sales (runs 0, 0b) and again after
+   them (run 2c); the 1-client floor pools the two. The floor of a sale is HTTP floor
+   p50 + commit floor p50; the issue-13 target is sale p50 <= 2 x floor p50 with one
+   client (printed as MET / NOT MET; the --clients row is informational, its HTTP floor
+   is GET /health from that many concurrent clients).
 
 Prints progress lines while it runs and a table at the end; exits non-zero when any
 request failed, the node died, or (with --strict) a target was missed.
 Targets on the 2-core reference machine: checkout p99 <= 20 ms with one client,
-search p99 <= 30 ms.
+search p99 <= 30 ms, sale p50 / floor p50 <= 2 with one client (issue 13).
+The node gets no admin PIN: --seed-demo journals the demo users (admin 123456,
+manager 234567, cashier 0000) and the benchmark logs in as the cashier.
 """
 
 from __future__ import annotations
@@ -44,6 +60,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 CHECKOUT_P99_TARGET_MS = 20.0
 SEARCH_P99_TARGET_MS = 30.0
+FLOOR_RATIO_TARGET = 2.0  # issue 13: a sale costs at most twice its floor
+COMMIT_FLOOR_FILE = "bench-commit-floor.sqlite"
 
 
 def say(msg: str) -> None:
@@ -103,8 +121,10 @@ class Node:
                "--host", "127.0.0.1", "--data-dir", str(data_dir / "till1"), "--no-discovery",
                "--seed-demo", "--bench-catalog", str(products), "--log-level", "WARNING"]
         say("starting node: " + " ".join(cmd[1:]))
+        # No admin PIN (POS_ADMIN_PIN / --admin-pin-file): --seed-demo journals the demo users.
+        env = {k: v for k, v in os.environ.items() if k != "POS_ADMIN_PIN"}
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**env, "PYTHONUNBUFFERED": "1"})
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -128,6 +148,65 @@ class Node:
 
 class BenchError(Exception):
     pass
+
+
+class CommitFloor:
+    """Two small synchronous=FULL write transactions, timed as one pair, on a throwaway
+    SQLite file next to the node's database (same directory, same file system, same
+    pragmas: the connection comes from the node's own `make_engine`). No ORM: this is the
+    cost of the commits alone, the part of a sale no code change can remove."""
+
+    def __init__(self, directory: Path):
+        from app.models.db import make_engine
+
+        self.path = directory / COMMIT_FLOOR_FILE
+        self.engine = make_engine(str(self.path))
+        self._raw = self.engine.raw_connection()  # the pool's connect hook set the pragmas
+        self.conn = self._raw.driver_connection
+        self.conn.execute("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, "
+                          "kind TEXT NOT NULL, payload TEXT NOT NULL)")
+        self.pragmas = {name: self.conn.execute(f"PRAGMA {name}").fetchone()[0]
+                        for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
+        if str(self.pragmas["journal_mode"]).lower() != "wal" or self.pragmas["synchronous"] != 2:
+            raise BenchError(f"commit floor: unexpected pragmas {self.pragmas}")
+        # About the size of a small journal entry's payload.
+        self.payload = '{"lines": [{"sku": "BULK-000001", "quantity": 2, "price_cents": 199}], ' \
+                       '"payments": [{"method": "cash", "amount_cents": 398}], "client_ref": "' \
+                       + "0" * 32 + '"}'
+
+    def pair(self) -> float:
+        """Milliseconds for two BEGIN IMMEDIATE / INSERT / COMMIT transactions."""
+        conn = self.conn
+        t0 = time.perf_counter()
+        for kind in ("reserve", "sequence"):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO floor (kind, payload) VALUES (?, ?)", (kind, self.payload))
+            conn.execute("COMMIT")
+        return (time.perf_counter() - t0) * 1000
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+            self.engine.dispose()
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+
+
+def commit_floor_run(floor: CommitFloor, pairs: int) -> dict:
+    latencies = []
+    for i in range(pairs):
+        latencies.append(floor.pair())
+        if (i + 1) % 100 == 0 and i + 1 < pairs:
+            say(f"  commit pairs: {i + 1}")
+    result = summary(latencies)
+    say(f"  2 commits (synchronous=FULL): p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms")
+    return result
+
+
+def summary(latencies: list[float]) -> dict:
+    return {"count": len(latencies), "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "max": max(latencies), "samples": latencies}
 
 
 def wait_ready(node: Node, products: int, timeout: float) -> str:
@@ -222,7 +301,7 @@ def checkout_run(node: Node, token: str, clients: int, max_sales: int, time_cap:
     wall = time.perf_counter() - t_start
     if not latencies:
         raise BenchError(f"{label}: no sale succeeded; first error: {errors[:1]}")
-    result = {"label": label, "sales": len(latencies), "errors": len(errors),
+    result = {"label": label, "clients": clients, "sales": len(latencies), "errors": len(errors),
               "first_error": errors[0] if errors else "", "wall_s": wall,
               "per_s": len(latencies) / wall, "p50": percentile(latencies, 50),
               "p99": percentile(latencies, 99), "max": max(latencies)}
@@ -272,30 +351,56 @@ def search_run(node: Node, token: str, queries: int, products: int) -> dict:
     return result
 
 
-def floor_run(node: Node, requests_count: int = 300) -> dict:
-    """GET /health: no database, no auth; what the HTTP stack and the machine cost alone."""
-    http = requests.Session()
-    latencies = []
-    for _ in range(requests_count):
-        t0 = time.perf_counter()
-        resp = http.get(f"{node.base}/health", timeout=30)
-        latencies.append((time.perf_counter() - t0) * 1000)
-        if resp.status_code != 200:
-            raise BenchError(f"/health answered {resp.status_code}")
-    result = {"count": len(latencies), "p50": percentile(latencies, 50),
-              "p99": percentile(latencies, 99), "max": max(latencies)}
-    say(f"  GET /health: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms")
+def floor_run(node: Node, requests_count: int = 300, clients: int = 1) -> dict:
+    """GET /health: no database, no auth; what the HTTP stack and the machine cost alone.
+
+    `clients` keep-alive sessions in as many threads share `requests_count` requests."""
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    per_client = max(1, requests_count // clients)
+
+    def worker() -> None:
+        http = requests.Session()
+        http.get(f"{node.base}/health", timeout=30)  # open the connection, not timed
+        for _ in range(per_client):
+            t0 = time.perf_counter()
+            try:
+                resp = http.get(f"{node.base}/health", timeout=30)
+                status = resp.status_code
+            except requests.RequestException as exc:
+                status = f"{type(exc).__name__}: {exc}"
+            elapsed = (time.perf_counter() - t0) * 1000
+            with lock:
+                if status == 200:
+                    latencies.append(elapsed)
+                else:
+                    errors.append(f"/health answered {status}")
+
+    threads = [threading.Thread(target=worker, name=f"health{n}") for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise BenchError(f"{len(errors)} /health requests failed, first: {errors[0]}")
+    result = summary(latencies)
+    say(f"  GET /health, {clients} client{'s' if clients > 1 else ''}: p50 {result['p50']:.2f} ms, "
+        f"p99 {result['p99']:.2f} ms")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=100_000)
-    parser.add_argument("--sales", type=int, default=2000, help="sales per run (default 2000)")
+    parser.add_argument("--sales", type=int, default=1000, help="sales per run (default 1000)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients of run 2")
     parser.add_argument("--time-cap", type=float, default=60.0, help="seconds per run (default 60)")
     parser.add_argument("--search-queries", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50, help="sales before measuring")
+    parser.add_argument("--commit-pairs", type=int, default=300,
+                        help="pairs of synchronous=FULL commits in each commit-floor block, "
+                             "before and after the sales (default 300)")
     parser.add_argument("--load-timeout", type=float, default=900.0)
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the node's data dir")
@@ -307,25 +412,40 @@ def main(argv: list[str] | None = None) -> int:
     sampler = RssSampler(node.proc.pid)
     sampler.start()
     failures: list[str] = []
+    commit_floor: CommitFloor | None = None
     try:
         t0 = time.monotonic()
         token = wait_ready(node, args.products, args.load_timeout)
         load_s = time.monotonic() - t0
         load_peak = sampler.peak
-        say(f"warm-up: {args.warmup} sales, 20 searches")
+        commit_floor = CommitFloor(data_dir / "till1")
+        pragmas = ", ".join(f"{k}={v}" for k, v in commit_floor.pragmas.items())
+        say(f"commit floor: throwaway {commit_floor.path} ({pragmas})")
+        say(f"warm-up: {args.warmup} sales, 20 searches, 20 commit pairs")
         checkout_run(node, token, 1, args.warmup, 60, args.products, "warm-up")
         search_run(node, token, 20, args.products)
+        for _ in range(20):
+            commit_floor.pair()
 
         sampler.reset_window()
         load_before = os.getloadavg()[0]
         say("run 0: GET /health x 300 (the floor: HTTP stack and machine, no database)")
         floor = floor_run(node)
+        say(f"run 0b: {args.commit_pairs} pairs of synchronous=FULL commits (the commit floor)")
+        commits = commit_floor_run(commit_floor, args.commit_pairs)
         say(f"run 1: one client, up to {args.sales:,} sales / {args.time_cap:.0f} s")
         single = checkout_run(node, token, 1, args.sales, args.time_cap, args.products, "1 client")
         say(f"run 2: {args.clients} concurrent clients, up to {args.sales:,} sales / "
             f"{args.time_cap:.0f} s")
         multi = checkout_run(node, token, args.clients, args.sales, args.time_cap, args.products,
                              f"{args.clients} clients")
+        say(f"run 2b: GET /health x 300 from {args.clients} concurrent clients (the HTTP floor "
+            f"of run 2)")
+        floor_multi = floor_run(node, 300, args.clients)
+        say("run 2c: the floor again after the sales: GET /health x 300, "
+            f"{args.commit_pairs} commit pairs")
+        floor_after = floor_run(node)
+        commits_after = commit_floor_run(commit_floor, args.commit_pairs)
         say(f"run 3: product search, {args.search_queries} queries on {args.products:,} products")
         search = search_run(node, token, args.search_queries, args.products)
         run_peak = sampler.window_peak
@@ -348,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"FAILED: {exc}")
         return 1
     finally:
+        if commit_floor is not None:
+            commit_floor.close()
         sampler.stop()
         node.stop()
         if args.keep:
@@ -368,8 +490,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'measurement':<34}{'count':>8}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  target")
     print("-" * 86)
-    print(f"{'GET /health (floor, no database)':<34}{floor['count']:>8}{'':>9}{floor['p50']:>9.1f}"
-          f"{floor['p99']:>9.1f}{floor['max']:>9.1f}")
+    http1 = summary(floor["samples"] + floor_after["samples"])
+    commit1 = summary(commits["samples"] + commits_after["samples"])
+    floors = (("GET /health (floor, no database)", floor),
+              ("  again after the sales (new)", floor_after),
+              (f"  {args.clients} concurrent clients (new)", floor_multi),
+              ("2 commits, sync=FULL (new)", commits),
+              ("  again after the sales (new)", commits_after))
+    for name, f in floors:
+        print(f"{name:<34}{f['count']:>8}{'':>9}{f['p50']:>9.2f}{f['p99']:>9.2f}{f['max']:>9.1f}")
     for run, target in ((single, f"p99 <= {CHECKOUT_P99_TARGET_MS:.0f} ms: "
                                  f"{'PASS' if ok1 else 'MISS'}"), (multi, "")):
         print(f"{'POST /api/sales, ' + run['label']:<34}{run['sales']:>8}{run['per_s']:>9.0f}"
@@ -383,12 +512,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"node peak RSS: {sampler.peak / mb:.0f} MB overall, {load_peak / mb:.0f} MB by the end of "
           f"the catalog load, {run_peak / mb:.0f} MB during the measured runs")
     print(f"errors: {single['errors'] + multi['errors'] + search['errors']}")
+
+    # Issue 13: the sale next to its floor, both measured in this run on this node.
+    floor1_p50 = http1["p50"] + commit1["p50"]
+    floor1_p99 = http1["p99"] + commit1["p99"]
+    floorn_p50 = floor_multi["p50"] + commit1["p50"]
+    floorn_p99 = floor_multi["p99"] + commit1["p99"]
+    ratio1 = single["p50"] / floor1_p50
+    ratio_n = multi["p50"] / floorn_p50
+    ok_ratio = ratio1 <= FLOOR_RATIO_TARGET
+    print()
+    print("sale vs floor (issue 13), same run, same node; floor = GET /health + 2 commits "
+          "(synchronous=FULL)")
+    print(f"{'':<28}{'sale p50':>9}{'sale p99':>9}{'http p50':>9}{'commit p50':>11}"
+          f"{'floor p50':>10}{'floor p99':>10}{'ratio p50':>10}{'ratio p99':>10}{'sales/s':>8}  target")
+    print("-" * 126)
+    rows = ((single, http1, floor1_p50, floor1_p99, ratio1,
+             f"ratio <= {FLOOR_RATIO_TARGET:.0f}: {'MET' if ok_ratio else 'NOT MET'}"),
+            (multi, floor_multi, floorn_p50, floorn_p99, ratio_n, "(informational)"))
+    for run, http_floor, f50, f99, ratio, target in rows:
+        print(f"{'POST /api/sales, ' + run['label']:<28}{run['p50']:>9.1f}{run['p99']:>9.1f}"
+              f"{http_floor['p50']:>9.2f}{commit1['p50']:>11.2f}{f50:>10.2f}{f99:>10.2f}"
+              f"{ratio:>9.1f}x{run['p99'] / f99:>9.1f}x{run['per_s']:>8.0f}  {target}")
+    print("-" * 126)
+    print(f"floor of the 1-client row: GET /health from 1 client ({http1['count']} round trips) + "
+          f"2 commits ({commit1['count']} pairs), before and after the sales pooled; of the "
+          f"{args.clients}-client row: GET /health from {args.clients} concurrent clients + "
+          f"the same commits; floor p99 = the sum of the two p99s (an upper bound)")
+    print(f"{args.clients} concurrent clients sell {multi['per_s'] / single['per_s']:.2f}x the "
+          f"1-client rate ({multi['per_s']:.0f} vs {single['per_s']:.0f} sales/s; 1.00x = the "
+          f"cashiers wait for each other)")
     if failures:
         print()
         for failure in failures:
             print("FAILED: " + failure)
         return 1
-    if args.strict and not (ok1 and oks):
+    if args.strict and not (ok1 and oks and ok_ratio):
         return 2
     return 0
 
