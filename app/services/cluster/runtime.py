@@ -29,7 +29,9 @@ from app.services.cluster.election import (
     Refused,
     StepDown,
 )
+from app.services.cluster.lease import LeaseFence, Renewed, Stalled
 from app.services.cluster.push_batch import PushBatcher
+from app.services.cluster.sync_rounds import SyncRounds
 from app.services.journal.events import EVENT_TYPES, Event
 from app.services.journal.ledger import LinkDown
 from app.services.journal.replication import Diverged, HttpPeer, SyncError, drop_losing_tail, pull
@@ -44,10 +46,6 @@ NODE_NS = "/node"
 PUSH_PAGE = 500
 PUSH_CHUNK = 5000
 MAX_PUSH_CHUNKS = 100
-
-
-# The election core runs on monotonic time (wall clocks jump; see election.py).
-now_ms = monotonic_ms
 
 
 class MonotonicJobs:
@@ -178,8 +176,11 @@ class PeerLink:
 
 class ClusterRuntime:
     def __init__(self, node: Node, *, emit_nodes: Callable[[str, dict], None],
-                 emit_browsers: Callable[[str, dict], None]):
+                 emit_browsers: Callable[[str, dict], None],
+                 clock: Callable[[], int] = monotonic_ms):
         cfg = node.config
+        # The election core and the lease run on monotonic time (wall clocks jump).
+        self.now_ms = clock
         self.node = node
         self.cfg = cfg
         self.device_id = cfg.device_id
@@ -193,20 +194,15 @@ class ClusterRuntime:
             cfg.device_id, schema_version=node.schema_version,
             failover_timeout_ms=cfg.failover_timeout_ms, reclaim=cfg.reclaim,
             reclaim_delay_ms=int(cfg.reclaim_delay * 1000), epoch=Epoch(ep[0], ep[1]),
-            now=now_ms())
+            now=self.now_ms())
         self.links: dict[str, PeerLink] = {}
         self.caught_up = False
         self.promoting = False
         self.master_lost_at: int | None = None
-        self._last_tick_ms: int | None = None
-        self._fenced_until_ms = 0
-        # Set when this process stood still; cleared by a peer's reply to a heartbeat we
-        # sent after that (not by messages that waited in a socket while we stood still).
-        self._stalled = False
-        self._stall_gen = 0
-        self._sync_lock = threading.Lock()
-        self._retry_pending = False
-        self._sync_wanted: str | None = None
+        # The master's lease and the stall fence (pure policy; see lease.py).
+        self.lease = LeaseFence(cfg.failover_timeout_ms)
+        # Sync-round triggers, coalesced (pure policy; see sync_rounds.py).
+        self.rounds = SyncRounds(self._sync_once)
         self._http_peers: dict[str, HttpPeer] = {}
         # Audit chain heads: as peers announce them, and how far our copies reach.
         self._peer_audit_seq: dict[int, int] = {}
@@ -222,7 +218,7 @@ class ClusterRuntime:
     # ----------------------------------------------------------------- life
     def start(self) -> None:
         ledger = self.node.ledger
-        ledger.lease_until = time.monotonic() + self.cfg.failover_timeout
+        ledger.lease_until = self.lease.start(self.now_ms()) / 1000
         ledger.on_appended = self._broadcast_entries
         ledger.on_offline = self._retry_soon  # push an offline sale as soon as a master answers
         for address in self.cfg.peers:
@@ -300,37 +296,26 @@ class ClusterRuntime:
         return self.caught_up or master is None or master == self.device_id
 
     def _renew_lease(self) -> None:
-        """The master may sequence for one failover timeout after each heartbeat tick.
-
-        A tick that comes more than a failover timeout after the previous one means this
-        process stood still (SIGSTOP, a suspended VM, swapping): the others have counted
-        us dead and may have a new master. The lease then stays lapsed for one more
-        failover timeout, and after that until we have heard a peer again (their
-        heartbeat names the newer master, if there is one). A master that wakes cut off
-        from every peer journals nothing at its old term: its sales wait in its outbox
-        (chaos seed 3000, session 4: pause-master, then partition-minority).
-        """
-        now = now_ms()
-        last, self._last_tick_ms = self._last_tick_ms, now
+        """Do what the lease fence (lease.py) decides for this heartbeat tick: audit a
+        stall, hand a renewed lease to the ledger, and after a lapse journal what went to
+        the outbox meanwhile. A master that wakes from a stall cut off from every peer
+        journals nothing at its old term (chaos seed 3000, session 4)."""
         ledger = self.node.ledger
-        if last is not None and now - last > self.cfg.failover_timeout_ms:
-            self._fenced_until_ms = now + self.cfg.failover_timeout_ms
-            self._stalled = True
-            self._stall_gen += 1
-            self._audit("node.stalled", {"gap_ms": now - last, "was_sequencing": ledger.sequencing})
-        if now < self._fenced_until_ms or (self._stalled and self.links):
-            return
-        lapsed = not ledger.may_sequence()
-        ledger.lease_until = now / 1000 + self.cfg.failover_timeout
-        if lapsed and ledger.sequencing:
-            self.kick_sync("lease renewed")  # journal what went to the outbox meanwhile
+        for action in self.lease.on_tick(self.now_ms(), has_peers=bool(self.links)):
+            if isinstance(action, Stalled):
+                self._audit("node.stalled", {"gap_ms": action.gap_ms,
+                                             "was_sequencing": ledger.sequencing})
+            elif isinstance(action, Renewed):
+                ledger.lease_until = action.lease_until_ms / 1000
+                if action.was_lapsed and ledger.sequencing:
+                    self.kick_sync("lease renewed")  # journal what went to the outbox meanwhile
 
     def heartbeat_tick(self) -> None:
         try:
             self._renew_lease()
             envelope = self._my_heartbeat()
             with self.lock:
-                actions = self.core.tick(now_ms())
+                actions = self.core.tick(self.now_ms())
             self.handle(actions)
             self.send_heartbeats(list(self.links.values()), envelope)
             self._refresh_master_link()
@@ -345,7 +330,8 @@ class ClusterRuntime:
         for link in links:
             # The ack's arguments are the peer's to choose: none (an empty ack) or several
             # must be refused like a bad one, not raise TypeError in the socket thread.
-            link.emit("heartbeat", envelope, callback=lambda *reply, lk=link, gen=self._stall_gen:
+            link.emit("heartbeat", envelope,
+                      callback=lambda *reply, lk=link, gen=self.lease.sent_generation:
                       self._on_ack(reply, lk, gen))
 
     def _on_ack(self, args: tuple, link: PeerLink, stall_gen: int | None = None) -> None:
@@ -360,8 +346,7 @@ class ClusterRuntime:
         if body is None:
             self.refuse(link.address, "unsigned or wrongly signed heartbeat reply")
             return
-        if stall_gen == self._stall_gen:
-            self._stalled = False  # a peer answered us since we woke: we have its word
+        self.lease.on_reply(stall_gen)  # an answer to a heartbeat sent since the last stall
         self._take_heartbeat(body, link.address, link)
 
     def on_heartbeat(self, envelope: Any, remote_addr: str) -> dict | None:
@@ -395,13 +380,13 @@ class ClusterRuntime:
             if isinstance(port, int):
                 self.add_peer(f"{host}:{port}")
         with self.lock:
-            actions = self.core.on_heartbeat(hb, now_ms())
+            actions = self.core.on_heartbeat(hb, self.now_ms())
         self.handle(actions)
         self._refresh_master_link()
 
     def on_peer_down(self, device_id: int) -> None:
         with self.lock:
-            actions = self.core.on_peer_down(device_id, now_ms())
+            actions = self.core.on_peer_down(device_id, self.now_ms())
         self.handle(actions)
         self._refresh_master_link()
         self._update_isolation()
@@ -449,7 +434,7 @@ class ClusterRuntime:
                 self.kick_sync("new master")
             elif isinstance(action, MasterLost):
                 self.node.ledger.master_link = None
-                self.master_lost_at = now_ms()
+                self.master_lost_at = self.now_ms()
                 self._audit("election.master_lost", {"master_id": action.previous_master_id})
             elif isinstance(action, Refused):
                 self.refuse(f"device {action.device_id}", action.reason)
@@ -483,7 +468,7 @@ class ClusterRuntime:
         side of a healed partition) keeps its tail until it follows us, then drops it
         into its outbox and resubmits it. So the winning master's journal stays the base.
         """
-        now = now_ms()
+        now = self.now_ms()
         my_gseq, _ = self.node.ledger.position()
         with self.lock:
             peers = sorted((p for p in self.core.peers(now) if p.alive and p.last_gseq > my_gseq),
@@ -541,7 +526,7 @@ class ClusterRuntime:
         """
         with self.lock:
             role = self.core.role
-            peers = self.core.peers(now_ms())
+            peers = self.core.peers(self.now_ms())
         known = bool(self.links) or bool(peers)
         self.node.ledger.isolated = role == "master" and known and not any(p.alive for p in peers)
 
@@ -553,20 +538,10 @@ class ClusterRuntime:
         """Pull what we miss from the master, push our outbox to it.
 
         One round at a time; a request that arrives during a round (a new master, a
-        link coming up) is not dropped: the round runs once more when it ends.
+        link coming up) is not dropped: the round runs once more when it ends
+        (`SyncRounds`).
         """
-        self._sync_wanted = reason
-        # Whoever holds the lock looks at _sync_wanted again after releasing it, so a
-        # request made while it held the lock is never lost.
-        while self._sync_wanted is not None:
-            if not self._sync_lock.acquire(blocking=False):
-                return
-            try:
-                wanted, self._sync_wanted = self._sync_wanted, None
-                if wanted is not None:
-                    self._sync_once(wanted)
-            finally:
-                self._sync_lock.release()
+        self.rounds.request(reason)
 
     def _sync_once(self, reason: str) -> None:
         try:
@@ -651,13 +626,11 @@ class ClusterRuntime:
     def _retry_soon(self) -> None:
         """A sync round within a second (after a failed round or an offline sale), not at
         the next periodic run."""
-        with self.lock:
-            if self._retry_pending:
-                return
-            self._retry_pending = True
+        if not self.rounds.want_retry():
+            return
 
         def run() -> None:
-            self._retry_pending = False  # cleared first: a failing round may ask again
+            self.rounds.retry_fired()  # cleared first: a failing round may ask again
             self.sync_round(reason="retry")
 
         timer = threading.Timer(1.0, run)
@@ -784,12 +757,12 @@ class ClusterRuntime:
                 ledger.last_offline_ms = None
             return "online"
         lost = self.master_lost_at
-        if lost is not None and now_ms() - lost < 3 * self.cfg.failover_timeout_ms:
+        if lost is not None and self.now_ms() - lost < 3 * self.cfg.failover_timeout_ms:
             return "failover"
         return "offline"
 
     def status(self) -> dict[str, Any]:
-        now = now_ms()
+        now = self.now_ms()
         with self.lock:
             role, master, epoch = self.core.role, self.core.master_id, self.core.epoch
             peers = self.core.peers(now)
@@ -814,7 +787,7 @@ class ClusterRuntime:
         with self.lock:
             role, epoch = self.core.role, self.core.epoch
             master = self.core.master_id
-            master_gseq = next((p.last_gseq for p in self.core.peers(now_ms())
+            master_gseq = next((p.last_gseq for p in self.core.peers(self.now_ms())
                                 if p.device_id == master), last_gseq)
         return {"role": role, "epoch": epoch.to_list(), "last_gseq": last_gseq,
                 "outbox_pending": self.node.ledger.outbox_pending(),
