@@ -59,7 +59,9 @@ def start_cluster(app: Flask) -> ClusterRuntime | None:
                 runtime.broadcast_critical(data)
 
     node.ledger.subscribe(broadcast_critical)
-    runtime.start()
+    runtime.start()  # grants the first lease
+    # From now on the write path reads lease, isolation and master link from the runtime.
+    node.ledger.attach_cluster(runtime)
     return runtime
 
 

@@ -181,6 +181,22 @@ class _Wire:
         return self.master.sequence([Event.from_dict(e) for e in events], from_device=3)
 
 
+class _LinkedTo:
+    """A client till's ClusterView: the master is reachable over `link`."""
+
+    def __init__(self, link: _MasterThenPowerCut | _Wire):
+        self.link = link
+
+    def lease_live(self) -> bool:
+        return True
+
+    def isolated(self) -> bool:
+        return False
+
+    def master_link(self) -> _MasterThenPowerCut | _Wire:
+        return self.link
+
+
 def test_regression_receipt_number_reused_after_a_crash_mid_sale(tmp_path):
     """Till 3's sale reached the master and was journaled, then till 3 was killed before
     it stored the sale itself. After the restart its next sale got the same receipt
@@ -210,14 +226,14 @@ def test_regression_receipt_number_reused_after_a_crash_mid_sale(tmp_path):
     cashier = {"username": "cashier", "role": "cashier"}
     line = [{"sku": "DRK-001", "quantity": 1}]
     pay = [{"method": "cash", "amount_cents": 100_000}]
-    node.ledger.master_link = _MasterThenPowerCut(master)
+    node.ledger.attach_cluster(_LinkedTo(_MasterThenPowerCut(master)))
     with pytest.raises(_PowerCut):
         sales.create_sale(node, cashier, line, pay, client_ref="first-sale-0001")
     # "Restart": the same database, now with a healthy link to the master.
     app2 = create_app(Config(data_dir=str(till_dir), cluster=False, testing=True, device_id=3))
     node2 = app2.extensions["lanpos_node"]
     node2.ledger.stop_sequencing()
-    node2.ledger.master_link = _Wire(master)
+    node2.ledger.attach_cluster(_LinkedTo(_Wire(master)))
     second, _ = sales.create_sale(node2, cashier, line, pay, client_ref="second-sale-0002")
     with master.db.read() as s:
         from app.models import JournalEntry

@@ -45,15 +45,56 @@ class Wire:
         return self.master.sequence([Event.from_dict(e) for e in events], from_device=2)
 
 
+class LinkView:
+    """The client's ClusterView: a cluster with a master reachable over `wire`."""
+
+    def __init__(self, wire: Wire):
+        self.wire = wire
+
+    def lease_live(self) -> bool:
+        return True
+
+    def isolated(self) -> bool:
+        return False
+
+    def master_link(self) -> Wire:
+        return self.wire
+
+
+class Broadcast:
+    """The master's broadcast of appended entries to the client, which can be lost."""
+
+    def __init__(self, client: Ledger):
+        self.client = client
+        self.lost = False
+
+    def __call__(self, entries: list[dict], prev: dict | None) -> None:
+        if not self.lost:
+            self.client.receive_entries(entries, prev)
+
+
+class Pair:
+    """A master and a client ledger (`master, client = pair`), with the client's wire to
+    the master and the master's broadcast to the client."""
+
+    def __init__(self, master: Ledger, client: Ledger, wire: Wire, broadcast: Broadcast):
+        self.master, self.client, self.wire, self.broadcast = master, client, wire, broadcast
+
+    def __iter__(self):
+        return iter((self.master, self.client))
+
+
 @pytest.fixture
 def pair(tmp_path):
     master = make_ledger(tmp_path, 1)
     master.start_sequencing((1, 1))
     client = make_ledger(tmp_path, 2)
-    master.on_appended = lambda entries, prev: client.receive_entries(entries, prev)
-    client.master_link = Wire(master)
+    broadcast = Broadcast(client)
+    master.subscribe_appended(broadcast)
+    wire = Wire(master)
+    client.attach_cluster(LinkView(wire))
     master.execute(product(master))
-    return master, client
+    return Pair(master, client, wire, broadcast)
 
 
 def test_the_same_event_delivered_twice_is_applied_once(pair):
@@ -71,7 +112,7 @@ def test_the_same_event_delivered_twice_is_applied_once(pair):
 
 def test_an_event_stays_in_the_outbox_until_the_journal_brings_it_back(pair):
     master, client = pair
-    master.on_appended = lambda entries, prev: None  # the broadcast is lost
+    pair.broadcast.lost = True  # the broadcast is lost
     outcome = client.execute(sale(client))
     assert outcome.status == "online"
     assert count(client, OutboxEvent) == 1          # acked, but not yet seen in the journal
@@ -93,12 +134,12 @@ def test_online_sale_beyond_stock_is_refused_by_the_master(pair):
 
 def test_offline_sale_is_kept_then_sequenced_with_an_oversell_conflict(pair):
     master, client = pair
-    client.master_link.down = True
+    pair.wire.down = True
     outcome = client.execute(sale(client, receipt=1))
     assert outcome.status == "offline" and count(client, OutboxEvent) == 1
     master.execute(sale(master, receipt=1))          # the master sells the last unit too
-    client.master_link.down = False
-    acks = client.master_link.submit([e.to_dict() for e in client.outbox_events()], 1)
+    pair.wire.down = False
+    acks = pair.wire.submit([e.to_dict() for e in client.outbox_events()], 1)
     assert acks[0]["status"] == "accepted"
     assert stock(master) == stock(client) == -1
     with master.db.read() as s:
@@ -109,7 +150,7 @@ def test_offline_sale_is_kept_then_sequenced_with_an_oversell_conflict(pair):
 
 def test_gap_is_detected_and_nothing_is_applied_past_it(pair):
     master, client = pair
-    master.on_appended = lambda entries, prev: None
+    pair.broadcast.lost = True
     for _ in range(3):
         master.execute(master.new_event("stock.receive", {"sku": "A", "quantity": 1}, "m"))
     entries = master.entries_since(0, 100)["entries"]

@@ -38,22 +38,27 @@ def test_a_stalled_master_renews_its_lease_only_after_a_fresh_answer(node, monke
     peer = runtime.seal({"hb": Heartbeat(2, epoch, "client", node.device_id, 0, epoch,
                                          node.schema_version, True).to_dict(), "port": 9})
 
-    def lease_after(step_ms: int) -> float | None:
+    node.ledger.attach_cluster(runtime)  # what the wiring does once the runtime has started
+
+    def lease_after(step_ms: int) -> int | None:
         clock["now"] += step_ms
         runtime._renew_lease()
-        return node.ledger.lease_until
+        return runtime.lease.lease_until_ms
 
     first = lease_after(0)
-    assert first == (clock["now"] + timeout) / 1000
+    assert first == clock["now"] + timeout
+    assert node.ledger.may_sequence()                    # the ledger reads the live lease
     assert lease_after(500) > first                      # ticking normally: renewed
-    held = node.ledger.lease_until
+    held = runtime.lease.lease_until_ms
     assert lease_after(timeout + 700) == held            # stood still: fenced
+    assert not node.ledger.may_sequence()                # the ledger sees it lapsed
     assert lease_after(timeout - 900) == held            # fenced
     assert lease_after(1000) == held                     # fence over, nobody answered yet
     runtime._on_reply(peer, link, stall_gen=runtime.lease.sent_generation - 1)  # waited in a socket
     assert lease_after(500) == held
     runtime._on_reply(peer, link, stall_gen=runtime.lease.sent_generation)      # answers us since
-    assert lease_after(500) == (clock["now"] + timeout) / 1000
+    assert lease_after(500) == clock["now"] + timeout
+    assert node.ledger.may_sequence()
     assert runtime.core.role == "master"
     assert [(p.device_id, p.last_seen) for p in runtime.core.peers(clock["now"])] == [
         (2, clock["now"] - 500)]                         # both replies reached the election

@@ -201,6 +201,9 @@ class ClusterRuntime:
         self.master_lost_at: int | None = None
         # The master's lease and the stall fence (pure policy; see lease.py).
         self.lease = LeaseFence(cfg.failover_timeout_ms)
+        # What the ledger reads through its ClusterView (this runtime, once started).
+        self._master_link: PeerLink | None = None
+        self._isolated = False
         # Sync-round triggers, coalesced (pure policy; see sync_rounds.py).
         self.rounds = SyncRounds(self._sync_once)
         self._http_peers: dict[str, HttpPeer] = {}
@@ -215,12 +218,22 @@ class ClusterRuntime:
         self.background = BackgroundScheduler(daemon=True)
         self.discovery: Any = None
 
+    # ------------------------------------------------- the ledger's ClusterView
+    def lease_live(self) -> bool:
+        return self.lease.may_sequence(self.now_ms())
+
+    def isolated(self) -> bool:
+        return self._isolated
+
+    def master_link(self) -> PeerLink | None:
+        return self._master_link
+
     # ----------------------------------------------------------------- life
     def start(self) -> None:
         ledger = self.node.ledger
-        ledger.lease_until = self.lease.start(self.now_ms()) / 1000
-        ledger.on_appended = self._broadcast_entries
-        ledger.on_offline = self._retry_soon  # push an offline sale as soon as a master answers
+        self.lease.start(self.now_ms())  # the ledger reads it once the wiring attaches us
+        ledger.subscribe_appended(self._broadcast_entries)
+        ledger.subscribe_offline(self._retry_soon)  # push an offline sale as soon as a master answers
         for address in self.cfg.peers:
             self.add_peer(address)
         # The heartbeat (which also renews the master's lease) must never stall, so it
@@ -297,16 +310,16 @@ class ClusterRuntime:
 
     def _renew_lease(self) -> None:
         """Do what the lease fence (lease.py) decides for this heartbeat tick: audit a
-        stall, hand a renewed lease to the ledger, and after a lapse journal what went to
-        the outbox meanwhile. A master that wakes from a stall cut off from every peer
-        journals nothing at its old term (chaos seed 3000, session 4)."""
+        stall, and after a lapsed lease is renewed journal what went to the outbox
+        meanwhile (the ledger reads the lease itself, through `lease_live`). A master
+        that wakes from a stall cut off from every peer journals nothing at its old term
+        (chaos seed 3000, session 4)."""
         ledger = self.node.ledger
         for action in self.lease.on_tick(self.now_ms(), has_peers=bool(self.links)):
             if isinstance(action, Stalled):
                 self._audit("node.stalled", {"gap_ms": action.gap_ms,
                                              "was_sequencing": ledger.sequencing})
             elif isinstance(action, Renewed):
-                ledger.lease_until = action.lease_until_ms / 1000
                 if action.was_lapsed and ledger.sequencing:
                     self.kick_sync("lease renewed")  # journal what went to the outbox meanwhile
 
@@ -433,7 +446,7 @@ class ClusterRuntime:
                 self._refresh_master_link()
                 self.kick_sync("new master")
             elif isinstance(action, MasterLost):
-                self.node.ledger.master_link = None
+                self._master_link = None
                 self.master_lost_at = self.now_ms()
                 self._audit("election.master_lost", {"master_id": action.previous_master_id})
             elif isinstance(action, Refused):
@@ -443,7 +456,7 @@ class ClusterRuntime:
         """Catch up from the freshest alive peer, then start sequencing at `epoch`."""
         self.promoting = True
         ledger = self.node.ledger
-        ledger.master_link = None
+        self._master_link = None
         try:
             self._catch_up_before_sequencing()
         except Exception as exc:  # noqa: BLE001 - sequence anyway; the peer resyncs to us
@@ -509,13 +522,12 @@ class ClusterRuntime:
         with self.lock:
             master = self.core.master_id
             role = self.core.role
-        ledger = self.node.ledger
         if role == "master" or master is None or master == self.device_id:
-            ledger.master_link = None
+            self._master_link = None
             return
-        before = ledger.master_link
-        ledger.master_link = self._link_for(master)
-        if ledger.master_link is not None and ledger.master_link is not before:
+        before = self._master_link
+        self._master_link = self._link_for(master)
+        if self._master_link is not None and self._master_link is not before:
             self.kick_sync("master link up")
 
     def _update_isolation(self) -> None:
@@ -528,7 +540,7 @@ class ClusterRuntime:
             role = self.core.role
             peers = self.core.peers(self.now_ms())
         known = bool(self.links) or bool(peers)
-        self.node.ledger.isolated = role == "master" and known and not any(p.alive for p in peers)
+        self._isolated = role == "master" and known and not any(p.alive for p in peers)
 
     def kick_sync(self, reason: str) -> None:
         threading.Thread(target=self.sync_round, kwargs={"reason": reason}, daemon=True,
@@ -748,7 +760,7 @@ class ClusterRuntime:
         if role == "master":
             if not self.node.ledger.sequencing:
                 return "failover"
-            return "offline" if self.node.ledger.isolated else "online"
+            return "offline" if self._isolated else "online"
         if master is not None and self._link_for(master) is not None:
             ledger = self.node.ledger
             if ledger.last_offline_ms is not None:

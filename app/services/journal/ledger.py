@@ -22,13 +22,14 @@ import uuid
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from app.models import DERIVED_TABLES, JournalEntry, NodeState, OutboxEvent
 from app.models.db import Database, insert_rows
+from app.services.journal.cluster_view import STANDALONE, ClusterView
 from app.services.journal.events import (
     COMMUTATIVE_TYPES,
     MASTER_DERIVED_TYPES,
@@ -70,12 +71,6 @@ class LinkDown(Exception):
     """The master link is not usable (not connected, timed out, refused by the master)."""
 
 
-class MasterLink(Protocol):
-    master_id: int
-
-    def submit(self, events: list[dict], timeout: float) -> list[dict]: ...
-
-
 @dataclass
 class Outcome:
     status: str  # "online" | "offline" | "duplicate"
@@ -104,23 +99,22 @@ class Ledger:
         self.audit = audit
         self.submit_timeout = submit_timeout
         self.sequencing = False
-        # Set by the cluster shell: a master cut off from every peer it knows.
-        self.isolated = False
-        # Set by the cluster shell: monotonic time (s) until which this node may sequence.
-        # Renewed by every heartbeat tick; a master whose process stood still (SIGSTOP,
-        # a suspended VM) finds it lapsed on waking and sequences nothing until it has
-        # heard the others again. None: no lease (a node without cluster).
-        self.lease_until: float | None = None
+        # What this till knows of the cluster (lease, isolation, master link), read-only:
+        # standalone until the cluster runtime attaches itself (`attach_cluster`). The
+        # lease is renewed by every heartbeat tick; a master whose process stood still
+        # (SIGSTOP, a suspended VM) finds it lapsed on waking and sequences nothing until
+        # it has heard the others again.
+        self._cluster: ClusterView = STANDALONE
         # When a sale last had to go offline here (the status pill says so until the
         # outbox drains, even while a silent master's socket still looks connected).
         self.last_offline_ms: int | None = None
         self.epoch: EpochPair = (0, 0)
-        self.master_link: MasterLink | None = None
         # Who hears the notices of every change (`subscribe`): browsers, the cluster.
         self._subscribers: list[Callable[[list[Notice]], None]] = []
-        # Callbacks the cluster runtime sets: broadcast new entries, push an offline event soon.
-        self.on_appended: Callable[[list[dict], dict | None], None] = lambda entries, prev: None
-        self.on_offline: Callable[[], None] = lambda: None
+        # Who hears of entries this master appended (`subscribe_appended`: the cluster
+        # broadcasts them) and of an event that had to go offline (`subscribe_offline`).
+        self._appended_subscribers: list[Callable[[list[dict], dict | None], None]] = []
+        self._offline_subscribers: list[Callable[[], None]] = []
         self._seq_lock = threading.Lock()
         self._gseq_cond = threading.Condition()
         # position() and outbox_pending() go into every heartbeat (several a second):
@@ -141,6 +135,25 @@ class Ledger:
         """Call `callback(notices)` after every change this ledger commits (in the order
         subscribers came; a notice list may be empty)."""
         self._subscribers.append(callback)
+
+    def subscribe_appended(self, callback: Callable[[list[dict], dict | None], None]) -> None:
+        """Call `callback(entries, prev)` after this master commits new journal entries
+        (`prev`: the position they follow)."""
+        self._appended_subscribers.append(callback)
+
+    def subscribe_offline(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` after an event had to go to the outbox offline here."""
+        self._offline_subscribers.append(callback)
+
+    def attach_cluster(self, view: ClusterView) -> None:
+        """The wiring started the cluster runtime: from now on lease, isolation and master
+        link are its answers (until then, and without a cluster, `STANDALONE`'s)."""
+        self._cluster = view
+
+    @property
+    def cluster(self) -> ClusterView:
+        """The cluster as this ledger sees it (read-only)."""
+        return self._cluster
 
     def _publish(self, notices: list[Notice]) -> None:
         for callback in list(self._subscribers):
@@ -258,17 +271,13 @@ class Ledger:
 
     # ------------------------------------------------------------- write path
     def may_sequence(self) -> bool:
-        """Sequencing master with a live lease (see `lease_until`)."""
-        if not self.sequencing:
-            return False
-        if self.lease_until is None:
-            return True
-        return time.monotonic() < self.lease_until
+        """Sequencing master with a live lease (`ClusterView.lease_live`)."""
+        return self.sequencing and self._cluster.lease_live()
 
     def execute(self, ev: Event, *, offline_ok: bool = True) -> Outcome:
         """Make one event durable the best way the cluster allows right now."""
         if self.sequencing:
-            if self.isolated and ev.type in COMMUTATIVE_TYPES:
+            if self._cluster.isolated() and ev.type in COMMUTATIVE_TYPES:
                 ev.mode = "offline"  # may land in a losing tail: never refuse, say so
             ack = self.sequence([ev])[0]
             if ack.get("status") not in ("not_master", "deferred"):
@@ -276,7 +285,7 @@ class Ledger:
             # We stopped sequencing between the check and the journal (stepped down, a
             # new term is catching up, or our lease lapsed): nothing was journaled, so
             # take it the way a till without a master does, never as "online".
-        link = self.master_link
+        link = self._cluster.master_link()
         if link is not None:
             try:
                 ack = link.submit([ev.to_dict()], timeout=self.submit_timeout)[0]
@@ -297,7 +306,8 @@ class Ledger:
         if self.sequencing:  # we became master while waiting for the old one
             self.drain_outbox()
         else:
-            self.on_offline()
+            for callback in list(self._offline_subscribers):
+                callback()
         return Outcome(status="offline", event=ev)
 
     @staticmethod
@@ -368,7 +378,9 @@ class Ledger:
             return [{"status": "not_master", "event_id": e.event_id} for e in events]
         if appended:
             self._wake_waiters()
-            self.on_appended([journal_entry_dict(r) for r in appended], prev)
+            entries = [journal_entry_dict(r) for r in appended]
+            for callback in list(self._appended_subscribers):
+                callback(entries, prev)
         self._publish(notices)
         return acks
 

@@ -23,7 +23,7 @@ def wait_ready(node: Node, timeout: float = 30.0) -> bool:
     """Until this node can get edits journaled (it is master, or linked to one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if node.ledger.sequencing or node.ledger.master_link is not None:
+        if node.ledger.sequencing or node.ledger.cluster.master_link() is not None:
             return True
         time.sleep(0.1)
     return False
