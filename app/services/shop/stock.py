@@ -30,14 +30,7 @@ def receive(node: Node, user: str, sku: str, quantity: int, reason: str | None,
     """`approver`: the manager whose PIN approved it (None: the user is a manager)."""
     if quantity <= 0:
         raise ValidationError("quantity received must be positive", {"field": "quantity"})
-    _require_product(node, sku)
-    ev = node.ledger.new_event("stock.receive", {"sku": sku, "quantity": quantity,
-                                                 "reason": reason, "approver": approver}, user)
-    ev.extra["audit"] = ("stock.received", {"sku": sku, "quantity": quantity, "reason": reason,
-                                            "approver": approver})
-    outcome = node.ledger.execute(ev)
-    return {"sku": sku, "stock": stock_of(node.db, sku), "status": outcome.status,
-            "event_id": ev.event_id}
+    return _move(node, user, "stock.receive", "stock.received", sku, quantity, reason, approver)
 
 
 def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None,
@@ -47,11 +40,16 @@ def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None,
         raise ValidationError("an adjustment of 0 changes nothing", {"field": "quantity"})
     if not reason or not reason.strip():
         raise ValidationError("an adjustment needs a reason", {"field": "reason"})
+    return _move(node, user, "stock.adjust", "stock.adjusted", sku, quantity, reason, approver)
+
+
+def _move(node: Node, user: str, event_type: str, audit_action: str, sku: str, quantity: int,
+          reason: str | None, approver: str | None) -> dict[str, Any]:
+    """Journal one stock movement of a known product; its payload and audit entry agree."""
     _require_product(node, sku)
-    ev = node.ledger.new_event("stock.adjust", {"sku": sku, "quantity": quantity,
-                                                "reason": reason, "approver": approver}, user)
-    ev.extra["audit"] = ("stock.adjusted", {"sku": sku, "quantity": quantity, "reason": reason,
-                                            "approver": approver})
+    fields = {"sku": sku, "quantity": quantity, "reason": reason, "approver": approver}
+    ev = node.ledger.new_event(event_type, fields, user)
+    ev.extra["audit"] = (audit_action, dict(fields))
     outcome = node.ledger.execute(ev)
     return {"sku": sku, "stock": stock_of(node.db, sku), "status": outcome.status,
             "event_id": ev.event_id}
