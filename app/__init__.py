@@ -9,37 +9,37 @@ from flask import Flask
 
 from app.config import Config
 from app.extensions import socketio
+from app.models.db import SCHEMA_VERSION, Database
+from app.routes import (
+    api_admin,
+    api_auth,
+    api_catalog,
+    api_cluster,
+    api_reports,
+    api_sales,
+    backoffice_pages,
+    errors,
+    sockets,
+    sync,
+    till_pages,
+)
+from app.services.audit import AuditLog
+from app.services.journal.journal import Journal
+from app.services.node import Node
+from app.services.shop.state_machine import ShopStateMachine
+from app.services.shop.users import pepper_stored_hashes
 from app.utils.clock import wall_ms
+from app.utils.http_surface import AllowedHosts, HttpSurface, same_origin
+from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper, restrict_data_dir
 
 __version__ = "0.1.0"
 
-# Notices from the ledger that browsers receive as-is.
+# Notices from the journal that browsers receive as-is.
 BROWSER_EVENTS = {"stock_changed", "critical_event", "conflict", "conflict_resolved",
                   "product_changed", "sale_created", "sale_changed", "catalog_reloaded"}
 
 
 def create_app(config: Config | None = None) -> Flask:
-    from app.models.db import SCHEMA_VERSION, Database
-    from app.routes import (
-        api_admin,
-        api_auth,
-        api_catalog,
-        api_cluster,
-        api_reports,
-        api_sales,
-        backoffice_pages,
-        errors,
-        sockets,
-        sync,
-        till_pages,
-    )
-    from app.services.audit import AuditLog
-    from app.services.journal.ledger import Ledger
-    from app.services.node import Node
-    from app.services.shop.state_machine import ShopStateMachine
-    from app.utils.http_surface import AllowedHosts, HttpSurface, same_origin
-    from app.utils.shop_secrets import ensure_cluster_secret, pin_pepper, restrict_data_dir
-
     config = config or Config()
     restrict_data_dir(config.data_dir, config.db_path)
     config.cluster_secret = ensure_cluster_secret(config.data_dir, config.cluster_secret,
@@ -56,14 +56,12 @@ def create_app(config: Config | None = None) -> Flask:
     db = Database(config.db_path)
     db.migrate()
     audit = AuditLog(config.device_id, wall_ms)
-    ledger = Ledger(db, device_id=config.device_id, machine=ShopStateMachine(), clock=wall_ms,
-                    audit=audit, submit_timeout=config.submit_timeout)
-    node = Node(config=config, db=db, ledger=ledger, audit=audit, clock=wall_ms,
+    journal = Journal(db, device_id=config.device_id, machine=ShopStateMachine(), clock=wall_ms,
+                      audit=audit, submit_timeout=config.submit_timeout)
+    node = Node(config=config, db=db, journal=journal, audit=audit, clock=wall_ms,
                 schema_version=SCHEMA_VERSION, pepper=pin_pepper(config.cluster_secret))
     app.extensions["lanpos_node"] = node
     # Migrations run without the pepper: wrap any legacy PIN hash this till holds now.
-    from app.services.shop.users import pepper_stored_hashes
-
     pepper_stored_hashes(node)
 
     # Browser sockets from the page's own origin only; other tills' clients send no Origin.
@@ -81,7 +79,7 @@ def create_app(config: Config | None = None) -> Flask:
             elif name == "outbox_changed":
                 socketio.emit("cluster_status", node.status_summary(), to=sockets.BROWSERS)
 
-    ledger.subscribe(relay)
+    journal.subscribe(relay)
 
     errors.init_app(app)
     for module in (api_auth, api_catalog, api_sales, api_admin, api_cluster, sync, till_pages,
@@ -96,7 +94,7 @@ def create_app(config: Config | None = None) -> Flask:
             "cluster": config.cluster, "peers": config.peers})
     if not config.cluster:
         # A node without a cluster is its own master at once (tests, a one-till shop).
-        ledger.start_sequencing((max(ledger.epoch[0], 1), config.device_id))
+        journal.sequencer.start((max(journal.store.epoch[0], 1), config.device_id))
     # Ready for logins with the users it holds; `run` clears this while its setup runs.
     node.ready.set()
     return app

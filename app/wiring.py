@@ -11,7 +11,9 @@ from flask import Flask
 
 from app.extensions import socketio
 from app.routes.sockets import BROWSERS, NODES, sweep_session_sockets
-from app.services.cluster.runtime import NODE_NS, ClusterRuntime, MonotonicJobs
+from app.services.cluster.jobs import MonotonicJobs
+from app.services.cluster.runtime import ClusterRuntime
+from app.services.cluster.socketio_transport import NODE_NS, SocketIoTransport
 from app.services.shop import users
 
 log = logging.getLogger(__name__)
@@ -50,18 +52,21 @@ def start_cluster(app: Flask) -> ClusterRuntime | None:
     def emit_browsers(event: str, data: dict) -> None:
         socketio.emit(event, data, to=BROWSERS)
 
-    runtime = ClusterRuntime(node, emit_nodes=emit_nodes, emit_browsers=emit_browsers)
+    # The cluster reaches its peers only through this transport (cluster/transport.py):
+    # Socket.IO links and signed HTTP here, an in-memory one in tests.
+    transport = SocketIoTransport.for_config(node.config, broadcast=emit_nodes)
+    runtime = ClusterRuntime(node, transport, emit_browsers=emit_browsers)
     node.cluster = runtime
 
     def broadcast_critical(notices: list) -> None:
         for name, data in notices:
             if name == "critical_event":
-                runtime.broadcast_critical(data)
+                runtime.rpc.broadcast_critical(data)
 
-    node.ledger.subscribe(broadcast_critical)
+    node.journal.subscribe(broadcast_critical)
     runtime.start()  # grants the first lease
     # From now on the write path reads lease, isolation and master link from the runtime.
-    node.ledger.attach_cluster(runtime)
+    node.journal.attach_cluster(runtime)
     return runtime
 
 

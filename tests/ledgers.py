@@ -1,4 +1,4 @@
-"""Ledgers on real SQLite files, wired by hand (no processes, no network), for tests."""
+"""Journals on real SQLite files, wired by hand (no processes, no network), for tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 from app.models.db import Database
 from app.services.audit import AuditLog
 from app.services.journal.events import Event
-from app.services.journal.ledger import Ledger
+from app.services.journal.journal import Journal
 from app.services.journal.replication import changes_json
 from app.services.shop.state_machine import ShopStateMachine
 from app.services.shop.stock import stock_of
@@ -26,33 +26,33 @@ class Clock:
         return self.now
 
 
-def ledger_at(directory: Path, device_id: int) -> Ledger:
+def journal_at(directory: Path, device_id: int) -> Journal:
     db = Database(str(Path(directory) / "lanpos.db"))
     db.migrate()
     clock = Clock()
-    return Ledger(db, device_id=device_id, machine=ShopStateMachine(), clock=clock,
+    return Journal(db, device_id=device_id, machine=ShopStateMachine(), clock=clock,
                   audit=AuditLog(device_id, clock))
 
 
-def stock_at(ledger: Ledger, sku: str) -> int | None:
-    """A product's derived stock at this ledger's till (None: no such product)."""
-    return stock_of(ledger.db, sku)
+def stock_at(journal: Journal, sku: str) -> int | None:
+    """A product's derived stock at this journal's till (None: no such product)."""
+    return stock_of(journal.db, sku)
 
 
-def make_ledger(tmp_path: Path, device_id: int) -> Ledger:
-    return ledger_at(Path(tmp_path) / f"till{device_id}", device_id)
+def make_journal(tmp_path: Path, device_id: int) -> Journal:
+    return journal_at(Path(tmp_path) / f"till{device_id}", device_id)
 
 
-def product_event(ledger: Ledger, sku: str = "A", stock: int = 1) -> Event:
-    return ledger.new_event("product.create", {"sku": sku, "name": sku, "price_cents": 100,
+def product_event(journal: Journal, sku: str = "A", stock: int = 1) -> Event:
+    return journal.new_event("product.create", {"sku": sku, "name": sku, "price_cents": 100,
                                                "tax_rate_bp": 700, "stock": stock}, "system")
 
 
-def sale_event(ledger: Ledger, n: int = 1, *, sku: str = "A", qty: int = 1,
+def sale_event(journal: Journal, n: int = 1, *, sku: str = "A", qty: int = 1,
                client_ref: str | None = None, sale_id: str | None = None) -> Event:
-    """Sale number n at this ledger's till: qty x sku at 1.00."""
-    dev = ledger.device_id
-    return ledger.new_event("sale.create", {
+    """Sale number n at this journal's till: qty x sku at 1.00."""
+    dev = journal.device_id
+    return journal.new_event("sale.create", {
         "sale_id": sale_id or f"s{dev}-{n}", "receipt_no": f"T{dev}-{n:06d}",
         "receipt_seq": n, "device_id": dev, "client_ref": client_ref, "cashier": "c",
         "lines": [{"sku": sku, "name": sku, "quantity": qty, "unit_price_cents": 100,
@@ -62,23 +62,23 @@ def sale_event(ledger: Ledger, n: int = 1, *, sku: str = "A", qty: int = 1,
         "paid_cents": 100 * qty, "change_cents": 0}, "c")
 
 
-class LedgerPeer:
-    """What `HttpPeer.get` returns for /api/sync/changes and /ids, from a ledger in this
+class JournalPeer:
+    """What `HttpPeer.get` returns for /api/sync/changes and /ids, from a journal in this
     process (the routes call the same functions); counts the entries it served."""
 
-    def __init__(self, ledger: Ledger):
-        self.ledger = ledger
-        self.address = f"ledger-{ledger.device_id}"
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.address = f"journal-{journal.device_id}"
         self.served = 0
 
     def get(self, path: str) -> dict:
         url = urlparse(path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/api/sync/changes":
-            page = json.loads(changes_json(self.ledger, int(q["since"]), int(q["limit"])))
+            page = json.loads(changes_json(self.journal, int(q["since"]), int(q["limit"])))
             self.served += len(page["entries"])
             return page
         if url.path == "/api/sync/ids":
-            return {"ids": self.ledger.ids_between(int(q["low"]), int(q["high"]),
+            return {"ids": self.journal.store.ids_between(int(q["low"]), int(q["high"]),
                                                    epochs=q.get("epochs") == "1")}
         raise AssertionError(path)

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify, request
 
-from app.routes.guards import acting_manager, node, parse, query_int, require_role
+from app.routes.guards import acting_manager, current_user, node, parse, query_int, require_role
 from app.routes.schemas import ProductCreate, ProductUpdate, StockBody
 from app.services.shop import catalog, stock
 
@@ -37,8 +37,6 @@ def by_barcode(code: str):
 @require_role("manager")
 def create_product():
     body = parse(ProductCreate)
-    from app.routes.guards import current_user
-
     product = catalog.create_product(node(), current_user()["username"], body.model_dump())
     return jsonify({"success": True, "product": product}), 201
 

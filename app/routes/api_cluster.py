@@ -24,7 +24,7 @@ def cluster():
     """The status pill's summary for anyone; peers, addresses and sync counters for managers."""
     n = node()
     if has_role(optional_user(), "manager"):
-        return jsonify({"success": True, **n.status(), "outbox_pending": n.ledger.outbox_pending(),
+        return jsonify({"success": True, **n.status(), "outbox_pending": n.journal.outbox.pending(),
                         "schema_version": n.schema_version})
     return jsonify({"success": True, **n.status_summary(), "schema_version": n.schema_version})
 

@@ -7,7 +7,8 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app.utils.errors import ApiError
+from app.services.journal.state_machine import Refused
+from app.utils.errors import ApiError, status_of_code
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return error_response(exc)
+
+    @app.errorhandler(Refused)
+    def _refused(exc: Refused):
+        # The rules refused an event (here, or at the master that answered the submit): the
+        # refusal travelled as a plain value; its HTTP status is decided here, from its code.
+        return (jsonify({"success": False, "error": exc.refusal.to_wire()}),
+                status_of_code(exc.refusal.code))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

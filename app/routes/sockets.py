@@ -15,6 +15,7 @@ from flask_socketio import join_room
 from app.extensions import socketio
 from app.routes.guards import SESSION_COOKIE
 from app.services import refusals
+from app.services.cluster.socketio_transport import NODE_NS
 from app.services.node import Node
 from app.services.shop import users as users_service
 from app.utils.errors import ApiError
@@ -136,7 +137,6 @@ NODES = "nodes"
 
 def register_node_namespace() -> None:
     """Node-to-node traffic on /node: signed connect, heartbeats, submissions."""
-    from app.services.cluster.runtime import NODE_NS
 
     def runtime():
         return current_app.extensions["lanpos_node"].cluster
@@ -144,7 +144,7 @@ def register_node_namespace() -> None:
     @socketio.on("connect", namespace=NODE_NS)
     def _node_connect(auth=None):
         rt = runtime()
-        if rt is None or not rt.on_node_connect(auth, request.remote_addr or "?"):
+        if rt is None or not rt.rpc.on_node_connect(auth, request.remote_addr or "?"):
             return False
         join_room(NODES, namespace=NODE_NS)
         return True
@@ -154,9 +154,9 @@ def register_node_namespace() -> None:
     @socketio.on("heartbeat", namespace=NODE_NS)
     def _heartbeat(envelope=None, *_extra):
         rt = runtime()
-        return rt.on_heartbeat(envelope, request.remote_addr or "?") if rt else None
+        return rt.rpc.on_heartbeat(envelope, request.remote_addr or "?") if rt else None
 
     @socketio.on("submit", namespace=NODE_NS)
     def _submit(envelope=None, *_extra):
         rt = runtime()
-        return rt.on_submit(envelope, request.remote_addr or "?") if rt else None
+        return rt.rpc.on_submit(envelope, request.remote_addr or "?") if rt else None

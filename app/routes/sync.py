@@ -8,8 +8,9 @@ from functools import wraps
 from flask import Blueprint, Response, jsonify, request, send_file
 
 from app.routes.guards import node, query_int
-from app.services.journal.ledger import SnapshotUnavailable
+from app.services.audit import chain_head, export_chain
 from app.services.journal.replication import changes_json, export_snapshot, full_export_json
+from app.services.journal.snapshots import SnapshotUnavailable
 from app.utils.errors import ApiError, Unauthorized
 from app.utils.signing import verify_request
 
@@ -46,7 +47,7 @@ def signed(view):
 def changes():
     since = query_int("since", 0, 0, 10**12)
     limit = query_int("limit", 1000, 1, 10_000)
-    return Response(changes_json(node().ledger, since, limit), mimetype="application/json")
+    return Response(changes_json(node().journal, since, limit), mimetype="application/json")
 
 
 @bp.get("/ids")
@@ -57,7 +58,7 @@ def ids():
     if high - low > 10_000:
         raise ApiError("VALIDATION_ERROR", "at most 10,000 ids per call", 400)
     epochs = request.args.get("epochs") == "1"
-    return jsonify({"success": True, "ids": node().ledger.ids_between(low, high, epochs=epochs)})
+    return jsonify({"success": True, "ids": node().journal.store.ids_between(low, high, epochs=epochs)})
 
 
 @bp.get("/full-export")
@@ -68,7 +69,7 @@ def export():
     n = node()
     if request.args.get("format") == "sqlite":
         try:
-            handle, meta = export_snapshot(n.ledger, n.config.data_dir)
+            handle, meta = export_snapshot(n.journal, n.config.data_dir)
         except SnapshotUnavailable as exc:
             raise ApiError("SNAPSHOT_UNAVAILABLE", f"{exc}; pull /api/sync/changes instead",
                            409) from exc
@@ -77,7 +78,7 @@ def export():
         response.headers["X-Lanpos-Schema-Version"] = str(n.schema_version)
         response.headers["X-Lanpos-Last-Gseq"] = str(meta["last_gseq"])
         return response
-    return Response(full_export_json(n.ledger, n.schema_version), mimetype="application/json")
+    return Response(full_export_json(n.journal, n.schema_version), mimetype="application/json")
 
 
 @bp.get("/schema")
@@ -92,17 +93,15 @@ def status():
     n = node()
     if n.cluster is not None:
         return jsonify({"success": True, **n.cluster.sync_status()})
-    last, _ = n.ledger.position()
-    return jsonify({"success": True, "role": "master" if n.ledger.sequencing else "client",
-                    "epoch": list(n.ledger.epoch), "last_gseq": last,
-                    "outbox_pending": n.ledger.outbox_pending(), "lag": 0})
+    last, _ = n.journal.store.position()
+    return jsonify({"success": True, "role": "master" if n.journal.sequencer.active else "client",
+                    "epoch": list(n.journal.store.epoch), "last_gseq": last,
+                    "outbox_pending": n.journal.outbox.pending(), "lag": 0})
 
 
 @bp.get("/audit")
 @signed
 def audit_chain():
-    from app.services.audit import chain_head, export_chain
-
     device = query_int("device_id", 0, 1, 99_999)
     after = query_int("after", 0, 0, 10**12)
     with node().db.read() as session:  # one snapshot: the head matches the entries

@@ -26,6 +26,7 @@ from sqlalchemy import String, Text, cast, select, tuple_, type_coerce
 from sqlalchemy.orm import Session
 
 from app.models import AuditEntry
+from app.models.db import driver
 from app.utils.canonical import canonical_json
 from app.utils.hashchain import (
     GENESIS,
@@ -87,8 +88,8 @@ class AuditLog:
         key = f"{HEAD_KEY}{self.device_id}"
         # Plain SQL on the session's connection: this runs in every write transaction
         # (twice per sale), so it skips the ORM's statement and flush machinery.
-        conn = session.connection()
-        last_seq, last_hash, head = conn.exec_driver_sql(_HEAD_SQL, (key, self.device_id)).one()
+        conn = driver(session)  # the sqlite3 connection: no SQLAlchemy machinery either
+        last_seq, last_hash, head = conn.execute(_HEAD_SQL, (key, self.device_id)).fetchone()
         seq, prev = (0, GENESIS)
         if last_seq is not None:
             seq, prev = last_seq, last_hash if isinstance(last_hash, str) else GENESIS
@@ -103,9 +104,8 @@ class AuditLog:
         details = details or {}
         text = canonical_json(details)  # what is hashed is what is stored
         digest = entry_hash(prev, canonical_entry(self.device_id, seq, ts, user, action, details))
-        conn.exec_driver_sql(_INSERT_SQL, (self.device_id, seq, ts, user, action, text, prev, digest))
-        conn.exec_driver_sql(_HEADS_UPSERT_SQL, (key, f"{seq},{digest}",
-                                                 DEVICE_KEY, str(self.device_id)))
+        conn.execute(_INSERT_SQL, (self.device_id, seq, ts, user, action, text, prev, digest))
+        conn.execute(_HEADS_UPSERT_SQL, (key, f"{seq},{digest}", DEVICE_KEY, str(self.device_id)))
         self.last_seq = seq
         return AuditEntry(device_id=self.device_id, seq=seq, ts_ms=ts, user=user, action=action,
                           details=details, prev_hash=prev, hash=digest)

@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from app.config import Config
 from app.models.db import Database
 from app.services.audit import AuditLog
-from app.services.journal.ledger import Ledger
+from app.services.journal.journal import Journal
 from app.services.refusals import RefusalLimiter
+
+
+class ClusterHandle(Protocol):
+    """What the till's own handlers ask of its cluster runtime (which implements it)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def sync_status(self) -> dict[str, Any]: ...
+
+    def refuse(self, who: str, reason: str) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
 class Node:
     config: Config
     db: Database
-    ledger: Ledger
+    journal: Journal
     audit: AuditLog
     clock: Callable[[], int]
     schema_version: int
-    # Serializes sale creation at this till: gapless receipt numbers, client_ref dedupe.
+    # Serializes refunds and voids at this till (sales take no till-wide lock: receipt
+    # numbers and repeated client_refs are handled in shop/receipts.py).
     sale_lock: threading.Lock = field(default_factory=threading.Lock)
-    cluster: Any = None  # app.services.cluster.runtime.ClusterRuntime when clustering is on
+    cluster: ClusterHandle | None = None  # the ClusterRuntime when clustering is on
     # Keys every PIN hash; derived from the cluster secret, never stored (shop_secrets.py).
     pepper: bytes = b""
     # Rate limit of refused-traffic audit entries (refusals.py), shared by sockets and cluster.
@@ -40,10 +53,11 @@ class Node:
         """Role, master and epoch as this node sees them."""
         if self.cluster is not None:
             return self.cluster.status()
-        epoch = list(self.ledger.epoch)
-        return {"device_id": self.device_id, "role": "master" if self.ledger.sequencing else "client",
-                "master_id": self.device_id if self.ledger.sequencing else None,
-                "epoch": epoch, "state": "online" if self.ledger.sequencing else "offline",
+        epoch = list(self.journal.store.epoch)
+        master = self.journal.sequencer.active
+        return {"device_id": self.device_id, "role": "master" if master else "client",
+                "master_id": self.device_id if master else None,
+                "epoch": epoch, "state": "online" if master else "offline",
                 "nodes": []}
 
     def status_summary(self) -> dict[str, Any]:
@@ -54,4 +68,4 @@ class Node:
         status = self.status()
         return {"device_id": self.device_id, "role": status["role"],
                 "master_id": status["master_id"], "epoch": status["epoch"],
-                "state": status["state"], "outbox_pending": self.ledger.outbox_pending()}
+                "state": status["state"], "outbox_pending": self.journal.outbox.pending()}

@@ -153,3 +153,17 @@ class ServiceUnavailable(_PresetError):
     default_code = "MASTER_UNAVAILABLE"
     default_status = 503
     default_message = "the master node is not reachable"
+
+
+# The status of each code a preset error fixes (OUT_OF_STOCK and LOCKED included).
+_STATUS_OF_CODE = {cls.default_code: cls.default_status for cls in (
+    ValidationError, Unauthorized, Forbidden, NotFound, Conflict, ServiceUnavailable)}
+_STATUS_OF_CODE.update({"OUT_OF_STOCK": 409, "LOCKED": 423})
+
+
+def status_of_code(code: str) -> int:
+    """The HTTP status of an error known only by its code (a refusal the journal carried
+    as a plain value): the status of the preset error with that code; 409 for any other
+    code (what the rules refuse conflicts with the shop's state: DUPLICATE_SKU, ...)."""
+    return _STATUS_OF_CODE.get(code, 409)
+

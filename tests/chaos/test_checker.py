@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import shutil
 
-from app.services.journal.ledger import Ledger
+from app.services.journal.journal import Journal
 from tests.chaos.checker import SALE_CHECKS, check_run, check_sales, fold_stock
-from tests.ledgers import ledger_at, sale_event
+from tests.ledgers import journal_at, sale_event
 
 
-def ledger(path, device_id: int) -> Ledger:
-    return ledger_at(path, device_id)
+def journal(path, device_id: int) -> Journal:
+    return journal_at(path, device_id)
 
 
-def sale(led: Ledger, n: int, ref: str, sku: str = "A"):
+def sale(led: Journal, n: int, ref: str, sku: str = "A"):
     return sale_event(led, n, sku=sku, client_ref=ref, sale_id=f"s{n}")
 
 
@@ -25,8 +25,8 @@ def op(ref: str, outcome: str, sale_id: str | None = None, http: int | None = 20
 
 
 def test_checker_finds_lost_phantom_refused_and_diverged(tmp_path):
-    a = ledger(tmp_path / "a", 1)
-    a.start_sequencing((1, 1))
+    a = journal(tmp_path / "a", 1)
+    a.sequencer.start((1, 1))
     a.execute(a.new_event("product.create", {"sku": "A", "name": "A", "price_cents": 100,
                                              "tax_rate_bp": 700, "stock": 10}, "system"))
     a.execute(sale(a, 1, "ref-ok"))
@@ -35,8 +35,8 @@ def test_checker_finds_lost_phantom_refused_and_diverged(tmp_path):
     a.db.dispose()
     (tmp_path / "b").mkdir()
     shutil.copyfile(tmp_path / "a" / "lanpos.db", tmp_path / "b" / "lanpos.db")
-    b = ledger(tmp_path / "b", 2)
-    b.start_sequencing((2, 2))
+    b = journal(tmp_path / "b", 2)
+    b.sequencer.start((2, 2))
     b.execute(sale(b, 4, "ref-only-b"))  # b's journal diverges from a's
     b.db.dispose()
     history = [op("ref-ok", "ok", "s1"), op("ref-lost", "ok", "s9"), op("ref-409", "fail", http=409),
@@ -55,8 +55,8 @@ def test_checker_finds_lost_phantom_refused_and_diverged(tmp_path):
 
 
 def test_checker_finds_two_masters_at_one_epoch_and_unrecorded_oversells(tmp_path):
-    a = ledger(tmp_path / "a", 1)
-    a.start_sequencing((1, 1))
+    a = journal(tmp_path / "a", 1)
+    a.sequencer.start((1, 1))
     a.execute(a.new_event("product.create", {"sku": "A", "name": "A", "price_cents": 100,
                                              "tax_rate_bp": 700, "stock": 1}, "system"))
     a.db.dispose()

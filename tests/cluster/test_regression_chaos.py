@@ -11,10 +11,10 @@ import pytest
 
 from app.models.db import Database
 from app.services.audit import AuditLog
-from app.services.journal.ledger import Ledger
+from app.services.journal.journal import Journal
 from app.services.journal.replication import pull
 from app.services.shop.state_machine import ShopStateMachine
-from tests.ledgers import Clock, make_ledger, sale_event
+from tests.ledgers import Clock, make_journal, sale_event
 
 pytestmark = pytest.mark.cluster
 
@@ -89,12 +89,12 @@ def test_regression_paused_master_sequences_after_wake(make_cluster):
 
 
 # ------------------------------------------------------------- common prefix
-class LedgerPeer:
-    """HttpPeer stand-in that answers /api/sync/* from another ledger (no network)."""
+class JournalPeer:
+    """HttpPeer stand-in that answers /api/sync/* from another journal (no network)."""
 
-    def __init__(self, ledger: Ledger):
-        self.ledger = ledger
-        self.address = f"ledger-{ledger.device_id}"
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.address = f"journal-{journal.device_id}"
 
     def get(self, path: str):
         from urllib.parse import parse_qs, urlparse
@@ -102,18 +102,18 @@ class LedgerPeer:
         url = urlparse(path)
         q = {k: int(v[0]) for k, v in parse_qs(url.query).items()}
         if url.path == "/api/sync/changes":
-            return self.ledger.entries_since(q["since"], q.get("limit", 1000))
+            return self.journal.store.entries_since(q["since"], q.get("limit", 1000))
         if url.path == "/api/sync/ids":
-            return {"ids": self.ledger.ids_between(q["low"], q["high"], epochs=q.get("epochs") == 1)}
+            return {"ids": self.journal.store.ids_between(q["low"], q["high"], epochs=q.get("epochs") == 1)}
         raise AssertionError(path)
 
 
-def _ledger(tmp_path, device_id: int) -> Ledger:
-    return make_ledger(tmp_path, device_id)
+def _journal(tmp_path, device_id: int) -> Journal:
+    return make_journal(tmp_path, device_id)
 
 
-def _sale(ledger: Ledger, n: int):
-    return sale_event(ledger, n)
+def _sale(journal: Journal, n: int):
+    return sale_event(journal, n)
 
 
 def test_regression_resync_keeps_a_diverged_entry_when_one_later_position_matches(tmp_path):
@@ -124,27 +124,27 @@ def test_regression_resync_keeps_a_diverged_entry_when_one_later_position_matche
     prefix. Found by scripts/chaos.py seed 5: till 2 kept its own gseq 134-135, then
     every sync round died on "UNIQUE constraint failed: journal.event_id" and it never
     converged."""
-    a, b, c = _ledger(tmp_path, 1), _ledger(tmp_path, 2), _ledger(tmp_path, 3)
-    a.start_sequencing((1, 1))
+    a, b, c = _journal(tmp_path, 1), _journal(tmp_path, 2), _journal(tmp_path, 3)
+    a.sequencer.start((1, 1))
     a.execute(a.new_event("product.create", {"sku": "A", "name": "A", "price_cents": 100,
                                              "tax_rate_bp": 700, "stock": 10}, "system"))
-    b.receive_entries(a.entries_since(0, 10)["entries"])
+    b.follower.receive_entries(a.store.entries_since(0, 10)["entries"])
     # Partition: till 2 becomes master of its side; each side sells on its own.
-    b.start_sequencing((2, 2))
+    b.sequencer.start((2, 2))
     a.execute(_sale(a, 1))                     # X at gseq 2 on till 1
     b.execute(_sale(b, 1))                     # Y at gseq 2 on till 2
     z = _sale(c, 1)                            # till 3's offline sale reaches both masters
-    assert a.sequence([z])[0]["gseq"] == 3
-    assert b.sequence([z])[0]["gseq"] == 3
+    assert a.sequencer.sequence([z])[0]["gseq"] == 3
+    assert b.sequencer.sequence([z])[0]["gseq"] == 3
     # Heal: till 1 wins; till 2 follows it and pulls.
-    b.stop_sequencing()
-    pull(b, LedgerPeer(a))
-    assert [e for _, e in b.ids_between(0, 10)] == [e for _, e in a.ids_between(0, 10)], \
+    b.sequencer.stop()
+    pull(b, JournalPeer(a))
+    assert [e for _, e in b.store.ids_between(0, 10)] == [e for _, e in a.store.ids_between(0, 10)], \
         "till 2 kept its own gseq 2 although it differs from the master's"
     with b.db.read() as s:
         from app.models import OutboxEvent
 
-        assert s.get(OutboxEvent, b.ids_between(0, 10)[1][1]) is None
+        assert s.get(OutboxEvent, b.store.ids_between(0, 10)[1][1]) is None
 
 
 # ------------------------------------------------------------- receipt numbers
@@ -159,26 +159,26 @@ class _MasterThenPowerCut:
 
     master_id = 1
 
-    def __init__(self, master: Ledger):
+    def __init__(self, master: Journal):
         self.master = master
 
     def submit(self, events: list[dict], timeout: float) -> list[dict]:
         from app.services.journal.events import Event
 
-        self.master.sequence([Event.from_dict(e) for e in events], from_device=3)
+        self.master.sequencer.sequence([Event.from_dict(e) for e in events], from_device=3)
         raise _PowerCut()
 
 
 class _Wire:
     master_id = 1
 
-    def __init__(self, master: Ledger):
+    def __init__(self, master: Journal):
         self.master = master
 
     def submit(self, events: list[dict], timeout: float) -> list[dict]:
         from app.services.journal.events import Event
 
-        return self.master.sequence([Event.from_dict(e) for e in events], from_device=3)
+        return self.master.sequencer.sequence([Event.from_dict(e) for e in events], from_device=3)
 
 
 class _LinkedTo:
@@ -218,22 +218,22 @@ def test_regression_receipt_number_reused_after_a_crash_mid_sale(tmp_path):
     node.db.dispose()
     (tmp_path / "master").mkdir()
     shutil.copyfile(till_dir / "lanpos.db", tmp_path / "master" / "lanpos.db")
-    master = Ledger(Database(str(tmp_path / "master" / "lanpos.db")), device_id=1,
+    master = Journal(Database(str(tmp_path / "master" / "lanpos.db")), device_id=1,
                     machine=ShopStateMachine(), audit=AuditLog(1, Clock()))
-    master.start_sequencing((2, 1))
-    node.ledger.stop_sequencing()  # till 3 is a client of that master
+    master.sequencer.start((2, 1))
+    node.journal.sequencer.stop()  # till 3 is a client of that master
 
     cashier = {"username": "cashier", "role": "cashier"}
     line = [{"sku": "DRK-001", "quantity": 1}]
     pay = [{"method": "cash", "amount_cents": 100_000}]
-    node.ledger.attach_cluster(_LinkedTo(_MasterThenPowerCut(master)))
+    node.journal.attach_cluster(_LinkedTo(_MasterThenPowerCut(master)))
     with pytest.raises(_PowerCut):
         sales.create_sale(node, cashier, line, pay, client_ref="first-sale-0001")
     # "Restart": the same database, now with a healthy link to the master.
     app2 = create_app(Config(data_dir=str(till_dir), cluster=False, testing=True, device_id=3))
     node2 = app2.extensions["lanpos_node"]
-    node2.ledger.stop_sequencing()
-    node2.ledger.attach_cluster(_LinkedTo(_Wire(master)))
+    node2.journal.sequencer.stop()
+    node2.journal.attach_cluster(_LinkedTo(_Wire(master)))
     second, _ = sales.create_sale(node2, cashier, line, pay, client_ref="second-sale-0002")
     with master.db.read() as s:
         from app.models import JournalEntry
@@ -284,20 +284,20 @@ def test_regression_stale_page_is_appended_on_top_of_a_different_tail(tmp_path):
     and the old master's gseq 4 was appended on top of the till's own entries: a journal
     whose epochs go (4,2) then (3,1), different from every other till's forever
     (scripts/chaos.py seed 1003: partition-bridge + wipe-db + partition-master)."""
-    a, b = _ledger(tmp_path, 1), _ledger(tmp_path, 2)
-    a.start_sequencing((3, 1))
+    a, b = _journal(tmp_path, 1), _journal(tmp_path, 2)
+    a.sequencer.start((3, 1))
     a.execute(a.new_event("product.create", {"sku": "A", "name": "A", "price_cents": 100,
                                              "tax_rate_bp": 700, "stock": 10}, "system"))
-    b.receive_entries(a.entries_since(0, 10)["entries"])
-    page = a.entries_since(1, 10)  # b asks for gseq > 1 ... (a has nothing more yet)
+    b.follower.receive_entries(a.store.entries_since(0, 10)["entries"])
+    page = a.store.entries_since(1, 10)  # b asks for gseq > 1 ... (a has nothing more yet)
     for n in range(1, 4):
         a.execute(_sale(a, n))  # a's gseq 2, 3, 4
-    page = a.entries_since(1, 10)  # ... and this is the answer, delayed in the network
-    b.start_sequencing((4, 2))  # meanwhile b became master and journaled gseq 2, 3
+    page = a.store.entries_since(1, 10)  # ... and this is the answer, delayed in the network
+    b.sequencer.start((4, 2))  # meanwhile b became master and journaled gseq 2, 3
     b.execute(_sale(b, 1))
     b.execute(_sale(b, 2))
-    b.stop_sequencing()
-    before = b.ids_between(0, 10, epochs=True)
-    result = b.receive_entries(page["entries"], prev=page["anchor"])
+    b.sequencer.stop()
+    before = b.store.ids_between(0, 10, epochs=True)
+    result = b.follower.receive_entries(page["entries"], prev=page["anchor"])
     assert result.diverged and result.applied == 0
-    assert b.ids_between(0, 10, epochs=True) == before, "a stale page was appended to a diverged tail"
+    assert b.store.ids_between(0, 10, epochs=True) == before, "a stale page was appended to a diverged tail"

@@ -6,11 +6,11 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.models import DERIVED_TABLES, JournalEntry
-from app.services.journal.events import Event
-from app.services.journal.ledger import Ledger
+from app.services.journal.events import Event, journal_values
+from app.services.journal.journal import Journal
 from app.services.shop.apply import apply_event
 from tests.integration.conftest import sell
-from tests.ledgers import ledger_at
+from tests.ledgers import journal_at
 
 
 def dump(db) -> dict[str, list[tuple]]:
@@ -19,15 +19,12 @@ def dump(db) -> dict[str, list[tuple]]:
                 for t in DERIVED_TABLES}
 
 
-def fold_one_by_one(ledger: Ledger, entries: list[dict]) -> None:
-    with ledger.db.write() as session:
+def fold_one_by_one(journal: Journal, entries: list[dict]) -> None:
+    with journal.db.write() as session:
         for data in entries:
             ev = Event.from_dict(data)
-            session.add(JournalEntry(
-                gseq=data["gseq"], epoch_number=data["epoch"][0], epoch_master=data["epoch"][1],
-                event_id=ev.event_id, origin_device=ev.origin_device, origin_seq=ev.origin_seq,
-                hlc=ev.hlc, type=ev.type, payload=ev.payload, user=ev.user,
-                base_version=ev.base_version, mode=ev.mode, recorded_ms=data["recorded_ms"]))
+            session.add(JournalEntry(**journal_values(ev, data["gseq"], data["epoch"],
+                                                     data["recorded_ms"])))
             session.flush()
             apply_event(session, ev)
 
@@ -51,14 +48,14 @@ def test_bulk_catch_up_derives_what_one_by_one_and_the_origin_derive(client, nod
         assert client.post(f"/api/stock/{path}", headers=manager,
                            json={"sku": "DRK-003", "quantity": qty, "reason": "x"}).status_code == 201
     sell(client, cashier, [("DRK-003", 1), ("TEA-100", 1)])                # oversold... or 409
-    entries = node.ledger.entries_since(0, 100_000)["entries"]
+    entries = node.journal.store.entries_since(0, 100_000)["entries"]
     types = {e["type"] for e in entries}
     assert {"product.create", "sale.create", "sale.refund", "sale.void", "product.update",
             "stock.receive", "stock.adjust", "user.create"} <= types
 
-    slow, bulk = ledger_at(tmp_path / "slow", 2), ledger_at(tmp_path / "bulk", 3)
+    slow, bulk = journal_at(tmp_path / "slow", 2), journal_at(tmp_path / "bulk", 3)
     fold_one_by_one(slow, entries)
-    result = bulk.receive_entries(entries)
+    result = bulk.follower.receive_entries(entries)
     assert result.applied == len(entries) and not result.diverged
     expected = dump(slow.db)
     assert sum(len(rows) for rows in expected.values()) > 200
@@ -71,5 +68,5 @@ def test_a_rebuild_derives_the_same_tables(client, node, cashier, manager):
         sell(client, cashier, [("BAK-003", 1)])
     before = dump(node.db)
     with node.db.write() as session:
-        node.ledger._rebuild(session)
+        node.journal.derived.rebuild(session)
     assert dump(node.db) == before

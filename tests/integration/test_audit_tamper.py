@@ -277,7 +277,7 @@ def chain_page(node, device: int, after: int) -> dict[str, Any]:
 
 
 def pull(into, peer, device: int) -> dict[str, Any]:
-    """One `ClusterRuntime.pull_audit` step for one peer, without the network."""
+    """One `AuditCopier.pull_audit` step (cluster/audit_copy.py) for one peer, without the network."""
     with into.db.read() as session:
         last = audit.chain_head(session, device)
     page = chain_page(peer, device, max((last["seq"] if last else 0) - 1, 0))

@@ -132,7 +132,7 @@ def test_failures_journaled_by_another_till_count_here(client, node, clock):
                     payload={"username": "manager", "purpose": "login", "device_id": 2,
                              "created_ms": clock.now - 1000 + i}, user="manager")
               for i in range(1, 5)]
-    acks = node.ledger.sequence(events, from_device=2)
+    acks = node.journal.sequencer.sequence(events, from_device=2)
     assert [a["status"] for a in acks] == ["accepted"] * 4
     err = assert_error(client.post("/api/auth/login", json={
         "username": "manager", "pin": DEMO_PINS["manager"]}), 423, "LOCKED")
@@ -545,7 +545,7 @@ def _remote_user_update(node, username: str, changes: dict, device: int = 2):
                hlc=f"{node.clock():015d}.00000.{device:05d}", type="user.update",
                payload={"username": username, "changes": changes, "created_ms": node.clock()},
                user="admin")
-    assert node.ledger.sequence([ev], from_device=device)[0]["status"] == "accepted"
+    assert node.journal.sequencer.sequence([ev], from_device=device)[0]["status"] == "accepted"
 
 
 @pytest.mark.parametrize("changes", [
@@ -571,7 +571,7 @@ def test_replaying_the_journal_never_ends_a_session_begun_after_the_reset(client
     assert client.patch("/api/users/cashier", headers=admin, json={"pin": "4242"}).status_code == 200
     token = login(client, "cashier", "4242")["token"]
     with node.db.write() as session:  # what a dropped journal tail or a refused event does
-        node.ledger._rebuild(session)
+        node.journal.derived.rebuild(session)
     assert client.get("/api/auth/me", headers=bearer(token)).status_code == 200
 
 

@@ -455,8 +455,10 @@ def test_browser_socket_with_a_good_token_still_connects(app, tokens):
 def runtime(node):
     """A cluster runtime on the test node, not started (no threads, no peers)."""
     from app.services.cluster.runtime import ClusterRuntime
+    from app.services.cluster.socketio_transport import SocketIoTransport
 
-    rt = ClusterRuntime(node, emit_nodes=lambda *_: None, emit_browsers=lambda *_: None)
+    transport = SocketIoTransport.for_config(node.config, broadcast=lambda *_: None)
+    rt = ClusterRuntime(node, transport, emit_browsers=lambda *_: None)
     node.cluster = rt
     yield rt
     node.cluster = None
@@ -471,7 +473,7 @@ def runtime(node):
 def test_node_socket_with_malformed_auth_is_refused_and_audited_once_a_minute(
         app, node, runtime, caplog, auth):
     from app.extensions import socketio
-    from app.services.cluster.runtime import NODE_NS
+    from app.services.cluster.socketio_transport import NODE_NS
 
     clock = _fake_refusal_clock(node)
     before = state(node)
@@ -489,10 +491,10 @@ def test_node_socket_with_malformed_auth_is_refused_and_audited_once_a_minute(
 def test_node_heartbeat_without_an_envelope_is_refused(app, node, runtime, caplog):
     """A peer that connected properly, then emits `heartbeat` with no argument."""
     from app.extensions import socketio
-    from app.services.cluster.runtime import NODE_NS
+    from app.services.cluster.socketio_transport import NODE_NS
 
     _fake_refusal_clock(node)
-    sock = socketio.test_client(app, namespace=NODE_NS, auth=runtime.connect_auth())
+    sock = socketio.test_client(app, namespace=NODE_NS, auth=runtime.transport.connect_auth())
     assert sock.is_connected(NODE_NS)
     with caplog.at_level("WARNING"):
         for _ in range(3):
@@ -521,17 +523,17 @@ def test_peer_answering_heartbeats_with_a_bad_ack_is_refused_once_a_minute(
         node, runtime, caplog, ack_args):
     clock = _fake_refusal_clock(node)
     rogue, other = _AckingLink("10.0.0.66:5000", ack_args), _AckingLink("10.0.0.67:5000", ack_args)
-    envelope = runtime.seal({"hb": {}})
+    envelope = runtime.transport.seal({"hb": {}})
     with caplog.at_level("WARNING"):
         for _ in range(329):
-            runtime.send_heartbeats([rogue], envelope)
-        runtime.send_heartbeats([other], envelope)
+            runtime.heartbeats.send([rogue], envelope)
+        runtime.heartbeats.send([other], envelope)
         assert [r["from"] for r in _refusals(node, "node.refused")] == [rogue.address, other.address]
         clock.advance(59)
-        runtime.send_heartbeats([rogue], envelope)
+        runtime.heartbeats.send([rogue], envelope)
         assert len(_refusals(node, "node.refused")) == 2
         clock.advance(2)
-        runtime.send_heartbeats([rogue], envelope)
+        runtime.heartbeats.send([rogue], envelope)
     refused = _refusals(node, "node.refused")
     assert [r["from"] for r in refused] == [rogue.address, other.address, rogue.address]
     assert f"{len(ack_args)} arguments" in refused[0]["reason"]

@@ -463,13 +463,14 @@ def test_stock_change_approved_with_a_manager_pin_records_the_approver(
 def test_another_till_derives_the_approver_from_the_journal(client, node, cashier, tmp_path):
     """The movement's approver comes from the journaled event: a till catching up in bulk
     (apply_many) records it too."""
-    from tests.ledgers import ledger_at
+    from tests.ledgers import journal_at
 
     for path, qty in (("receive", 3), ("adjust", -1)):
         assert client.post(f"/api/stock/{path}", headers=cashier, json={
             "sku": "BAK-001", "quantity": qty, "reason": "x", "approver": APPROVER}).status_code == 201
-    other = ledger_at(tmp_path / "other", 2)
-    assert not other.receive_entries(node.ledger.entries_since(0, 100_000)["entries"]).diverged
+    other = journal_at(tmp_path / "other", 2)
+    entries = node.journal.store.entries_since(0, 100_000)["entries"]
+    assert not other.follower.receive_entries(entries).diverged
     with other.db.engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT kind, user, approved_by FROM stock_movements "
                                     "WHERE sku = 'BAK-001' AND kind IN ('receive', 'adjust') "

@@ -1,4 +1,4 @@
-"""The journal write path on real SQLite files, two ledgers wired by hand (no network)."""
+"""The journal write path on real SQLite files, two journals wired by hand (no network)."""
 
 from __future__ import annotations
 
@@ -6,33 +6,35 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import ConflictRecord, JournalEntry, OutboxEvent, Product, Refund, Sale
-from app.services.journal.ledger import Ledger, LinkDown
-from app.utils.errors import ApiError
-from tests.ledgers import ledger_at, make_ledger, product_event, sale_event, stock_at
+from app.services.journal.journal import Journal
+from app.services.journal.state_machine import Refused
+from app.services.journal.write_path import LinkDown
+from app.utils.errors import status_of_code
+from tests.ledgers import journal_at, make_journal, product_event, sale_event, stock_at
 
 
-def product(ledger: Ledger, sku: str = "A", stock: int = 1):
-    return product_event(ledger, sku, stock)
+def product(journal: Journal, sku: str = "A", stock: int = 1):
+    return product_event(journal, sku, stock)
 
 
-def sale(ledger: Ledger, sku: str = "A", qty: int = 1, receipt: int = 1):
-    return sale_event(ledger, receipt, sku=sku, qty=qty)
+def sale(journal: Journal, sku: str = "A", qty: int = 1, receipt: int = 1):
+    return sale_event(journal, receipt, sku=sku, qty=qty)
 
 
-def count(ledger: Ledger, model) -> int:
-    with ledger.db.read() as s:
+def count(journal: Journal, model) -> int:
+    with journal.db.read() as s:
         return s.scalar(select(func.count()).select_from(model))
 
 
-def stock(ledger: Ledger, sku: str = "A") -> int:
-    with ledger.db.read() as s:
+def stock(journal: Journal, sku: str = "A") -> int:
+    with journal.db.read() as s:
         return s.get(Product, sku).stock
 
 
 class Wire:
-    """A master link that hands events straight to another ledger."""
+    """A master link that hands events straight to another journal."""
 
-    def __init__(self, master: Ledger):
+    def __init__(self, master: Journal):
         self.master = master
         self.master_id = master.device_id
         self.down = False
@@ -42,7 +44,7 @@ class Wire:
             raise LinkDown("cut")
         from app.services.journal.events import Event
 
-        return self.master.sequence([Event.from_dict(e) for e in events], from_device=2)
+        return self.master.sequencer.sequence([Event.from_dict(e) for e in events], from_device=2)
 
 
 class LinkView:
@@ -64,20 +66,20 @@ class LinkView:
 class Broadcast:
     """The master's broadcast of appended entries to the client, which can be lost."""
 
-    def __init__(self, client: Ledger):
+    def __init__(self, client: Journal):
         self.client = client
         self.lost = False
 
     def __call__(self, entries: list[dict], prev: dict | None) -> None:
         if not self.lost:
-            self.client.receive_entries(entries, prev)
+            self.client.follower.receive_entries(entries, prev)
 
 
 class Pair:
-    """A master and a client ledger (`master, client = pair`), with the client's wire to
+    """A master and a client journal (`master, client = pair`), with the client's wire to
     the master and the master's broadcast to the client."""
 
-    def __init__(self, master: Ledger, client: Ledger, wire: Wire, broadcast: Broadcast):
+    def __init__(self, master: Journal, client: Journal, wire: Wire, broadcast: Broadcast):
         self.master, self.client, self.wire, self.broadcast = master, client, wire, broadcast
 
     def __iter__(self):
@@ -86,9 +88,9 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path):
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
-    client = make_ledger(tmp_path, 2)
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
+    client = make_journal(tmp_path, 2)
     broadcast = Broadcast(client)
     master.subscribe_appended(broadcast)
     wire = Wire(master)
@@ -100,12 +102,12 @@ def pair(tmp_path):
 def test_the_same_event_delivered_twice_is_applied_once(pair):
     master, client = pair
     ev = sale(client)
-    first = master.sequence([ev], from_device=2)[0]
-    again = master.sequence([ev], from_device=2)[0]
+    first = master.sequencer.sequence([ev], from_device=2)[0]
+    again = master.sequencer.sequence([ev], from_device=2)[0]
     assert first["status"] == "accepted" and again == {**again, "status": "duplicate",
                                                          "gseq": first["gseq"]}
-    entries = master.entries_since(0, 100)["entries"]
-    assert client.receive_entries(entries).applied == 0  # already had them via the push
+    entries = master.store.entries_since(0, 100)["entries"]
+    assert client.follower.receive_entries(entries).applied == 0  # already had them via the push
     assert count(master, Sale) == count(client, Sale) == 1
     assert stock(master) == stock(client) == 0
 
@@ -117,7 +119,7 @@ def test_an_event_stays_in_the_outbox_until_the_journal_brings_it_back(pair):
     assert outcome.status == "online"
     assert count(client, OutboxEvent) == 1          # acked, but not yet seen in the journal
     assert stock(client) == 0                       # applied locally already
-    client.receive_entries(master.entries_since(0, 100)["entries"])
+    client.follower.receive_entries(master.store.entries_since(0, 100)["entries"])
     assert count(client, OutboxEvent) == 0
     assert stock(client) == 0 and count(client, Sale) == 1  # not applied twice
 
@@ -125,9 +127,10 @@ def test_an_event_stays_in_the_outbox_until_the_journal_brings_it_back(pair):
 def test_online_sale_beyond_stock_is_refused_by_the_master(pair):
     master, client = pair
     assert client.execute(sale(client, receipt=1)).status == "online"
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refused) as refused:
         client.execute(sale(client, receipt=2))
-    assert refused.value.code == "OUT_OF_STOCK" and refused.value.status == 409
+    # A plain refusal; the cashier's 409 is decided from its code at the route edge.
+    assert refused.value.code == "OUT_OF_STOCK" and status_of_code(refused.value.code) == 409
     assert refused.value.details == {"sku": "A", "available": 0, "requested": 1}
     assert count(master, Sale) == 1 and count(client, OutboxEvent) == 0
 
@@ -139,7 +142,7 @@ def test_offline_sale_is_kept_then_sequenced_with_an_oversell_conflict(pair):
     assert outcome.status == "offline" and count(client, OutboxEvent) == 1
     master.execute(sale(master, receipt=1))          # the master sells the last unit too
     pair.wire.down = False
-    acks = pair.wire.submit([e.to_dict() for e in client.outbox_events()], 1)
+    acks = pair.wire.submit([e.to_dict() for e in client.outbox.events()], 1)
     assert acks[0]["status"] == "accepted"
     assert stock(master) == stock(client) == -1
     with master.db.read() as s:
@@ -153,56 +156,58 @@ def test_gap_is_detected_and_nothing_is_applied_past_it(pair):
     pair.broadcast.lost = True
     for _ in range(3):
         master.execute(master.new_event("stock.receive", {"sku": "A", "quantity": 1}, "m"))
-    entries = master.entries_since(0, 100)["entries"]
-    result = client.receive_entries(entries[2:])     # gseq 2 went missing
+    entries = master.store.entries_since(0, 100)["entries"]
+    result = client.follower.receive_entries(entries[2:])     # gseq 2 went missing
     assert result.gap_after == 1 and result.applied == 0
     assert stock(client) == 1
 
 
 def test_a_diverged_tail_goes_back_to_the_outbox_and_state_is_rebuilt(tmp_path):
-    a = make_ledger(tmp_path, 1)
-    a.start_sequencing((1, 1))
+    a = make_journal(tmp_path, 1)
+    a.sequencer.start((1, 1))
     a.execute(product(a, stock=5))
-    b = make_ledger(tmp_path, 2)
-    b.receive_entries(a.entries_since(0, 10)["entries"])
+    b = make_journal(tmp_path, 2)
+    b.follower.receive_entries(a.store.entries_since(0, 10)["entries"])
     # Partition: b becomes master of its own side and sells there.
-    a.stop_sequencing()
-    b.start_sequencing((2, 2))
+    a.sequencer.stop()
+    b.sequencer.start((2, 2))
     b.execute(sale(b, qty=2))
     assert stock(b) == 3
     # Heal: a wins; b drops its tail (after gseq 1) and resubmits it.
-    dropped = b.truncate_after(1, "test")
+    dropped = b.follower.truncate_after(1, "test")
     assert dropped == 1 and count(b, OutboxEvent) == 1
     assert stock(b) == 3                             # the sale still counts here (applied outbox)
-    b.stop_sequencing()
-    a.start_sequencing((3, 1))
-    acks = a.sequence(b.outbox_events(), from_device=2)
+    b.sequencer.stop()
+    a.sequencer.start((3, 1))
+    acks = a.sequencer.sequence(b.outbox.events(), from_device=2)
     assert acks[0]["status"] == "accepted"
-    b.receive_entries(a.entries_since(1, 10)["entries"], prev=a.entries_since(0, 1)["anchor"])
+    b.follower.receive_entries(a.store.entries_since(1, 10)["entries"],
+                                 prev=a.store.entries_since(0, 1)["anchor"])
     assert count(b, OutboxEvent) == 0 and stock(a) == stock(b) == 3
-    assert [e for _, e in a.ids_between(0, 10)] == [e for _, e in b.ids_between(0, 10)]
+    assert [e for _, e in a.store.ids_between(0, 10)] == [e for _, e in b.store.ids_between(0, 10)]
 
 
 def test_regression_outbox_receipt_does_not_let_an_online_sale_oversell_in_journal_order(tmp_path):
     """Chaos seed 3000: a receipt waiting in the master's own outbox (applied locally,
     not journaled yet) made the derived stock look sufficient; the online sale was
     journaled before the receipt and the journal showed an oversell with no conflict."""
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
     master.execute(product(master, stock=0))
     receipt = master.new_event("stock.receive", {"sku": "A", "quantity": 5}, "m")
     receipt.mode = "offline"
-    master._keep_offline(receipt)          # in the outbox, applied: derived stock is 5
+    master.write_path._keep_offline(receipt)          # in the outbox, applied: derived stock is 5
     assert stock(master) == 5
-    ack = master.sequence([sale(master)], from_device=2)[0]
+    ack = master.sequencer.sequence([sale(master)], from_device=2)[0]
     assert ack["status"] == "refused" and ack["error"]["code"] == "OUT_OF_STOCK"
-    master.drain_outbox()                   # the receipt is journaled ...
-    assert master.sequence([sale(master, receipt=2)], from_device=2)[0]["status"] == "accepted"
+    assert set(ack["error"]) == {"code", "message", "details"}  # no HTTP status between tills
+    master.sequencer.drain_outbox()                   # the receipt is journaled ...
+    assert master.sequencer.sequence([sale(master, receipt=2)], from_device=2)[0]["status"] == "accepted"
     assert stock(master) == 4               # ... and then the sale fits
 
 
-def receipts(ledger: Ledger) -> dict[str, str]:
-    with ledger.db.read() as s:
+def receipts(journal: Journal) -> dict[str, str]:
+    with journal.db.read() as s:
         return dict(s.execute(select(Sale.sale_id, Sale.receipt_no)).all())
 
 
@@ -212,26 +217,26 @@ def test_regression_a_till_that_lost_its_disk_and_prints_a_receipt_again_blocks_
     every node that applied both sales. Now both sales are kept, the later one in
     journal order is filed under a suffixed number, the same on every node, and the
     master records a conflict."""
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
     master.execute(product(master, stock=5))
-    old_till = make_ledger(tmp_path, 2)
+    old_till = make_journal(tmp_path, 2)
     first = sale_event(old_till, 1, sale_id="a1" * 16)
-    assert master.sequence([first], from_device=2)[0]["status"] == "accepted"
+    assert master.sequencer.sequence([first], from_device=2)[0]["status"] == "accepted"
 
-    wiped = ledger_at(tmp_path / "till2-after-wipe", 2)
-    wiped.receive_entries(master.entries_since(0, 1)["entries"])  # only the catalog so far
+    wiped = journal_at(tmp_path / "till2-after-wipe", 2)
+    wiped.follower.receive_entries(master.store.entries_since(0, 1)["entries"])  # only the catalog so far
     second = sale_event(wiped, 1, sale_id="b2" * 16)               # prints T2-000001 again
     assert wiped.execute(second).status == "offline"
     assert receipts(wiped) == {"b2" * 16: "T2-000001"}
 
     # The journal brings the first sale: it takes the number, the outbox sale moves.
-    assert wiped.receive_entries(master.entries_since(1, 100)["entries"]).applied == 1
+    assert wiped.follower.receive_entries(master.store.entries_since(1, 100)["entries"]).applied == 1
     assert receipts(wiped) == {"a1" * 16: "T2-000001", "b2" * 16: "T2-000001-B2B2"}
 
     # The master journals the second one later: filed the same way, with a conflict.
-    assert master.sequence(wiped.outbox_events(), from_device=2)[0]["status"] == "accepted"
-    wiped.receive_entries(master.entries_since(2, 100)["entries"])
+    assert master.sequencer.sequence(wiped.outbox.events(), from_device=2)[0]["status"] == "accepted"
+    wiped.follower.receive_entries(master.store.entries_since(2, 100)["entries"])
     assert receipts(master) == receipts(wiped) == {"a1" * 16: "T2-000001",
                                                    "b2" * 16: "T2-000001-B2B2"}
     assert stock(master) == stock(wiped) == 3 and count(wiped, OutboxEvent) == 0
@@ -250,17 +255,17 @@ def test_regression_chaos_seed_3049_a_dropped_tail_that_held_the_catalog_keeps_i
     creates are not applied from an outbox), which made placeholder products; when the
     real master's journal brought the creates back, "first create wins" skipped them:
     no name, inactive, and no initial stock (stock short by it for good)."""
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
     master.execute(product(master, stock=5))
     master.execute(sale_event(master, 1, qty=2))
-    till = make_ledger(tmp_path, 3)
-    till.receive_entries(master.entries_since(0, 100)["entries"])
+    till = make_journal(tmp_path, 3)
+    till.follower.receive_entries(master.store.entries_since(0, 100)["entries"])
     assert stock(till) == 3
 
-    assert till.truncate_after(0, "diverged from a wiped master") == 2
+    assert till.follower.truncate_after(0, "diverged from a wiped master") == 2
     assert stock(till) == -2          # the placeholder: only the outbox's sale applied
-    till.receive_entries(master.entries_since(0, 100)["entries"])
+    till.follower.receive_entries(master.store.entries_since(0, 100)["entries"])
     with till.db.read() as s:
         p = s.get(Product, "A")
         assert (p.name, p.active, p.stock, p.version) == ("A", True, 3, 1)
@@ -275,11 +280,11 @@ def test_regression_chaos_seed_3037_a_refund_is_never_journaled_before_its_sale(
     journal skipped the refund (no such sale yet); the tills that had applied both from
     their outbox kept it: stock differed for good. Now the master defers the refund until
     the sale is journaled, and a till pushes its outbox in causal (HLC) order."""
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
     master.execute(product(master, stock=5))
-    till = make_ledger(tmp_path, 3)
-    till.receive_entries(master.entries_since(0, 100)["entries"])
+    till = make_journal(tmp_path, 3)
+    till.follower.receive_entries(master.store.entries_since(0, 100)["entries"])
     sale_ev = sale_event(till, 1)
     assert till.execute(sale_ev).status == "offline"
     refund = till.new_event("sale.refund", {
@@ -290,19 +295,19 @@ def test_regression_chaos_seed_3037_a_refund_is_never_journaled_before_its_sale(
     assert stock(till) == 5
 
     # The refund reaches the master first: neither journaled nor refused.
-    ack = master.sequence([refund], from_device=3)[0]
+    ack = master.sequencer.sequence([refund], from_device=3)[0]
     assert ack["status"] == "deferred"
-    assert [e["type"] for e in master.entries_since(0, 100)["entries"]] == ["product.create"]
+    assert [e["type"] for e in master.store.entries_since(0, 100)["entries"]] == ["product.create"]
 
     # The sale came back into the outbox later than the refund (a dropped tail):
     # the push still sends the sale first.
     with till.db.write() as s:
         s.get(OutboxEvent, sale_ev.event_id).created_ms += 60_000
-    pending = till.outbox_events()
+    pending = till.outbox.events()
     assert [e.type for e in pending] == ["sale.create", "sale.refund"]
-    acks = master.sequence(pending, from_device=3)
+    acks = master.sequencer.sequence(pending, from_device=3)
     assert [a["status"] for a in acks] == ["accepted", "accepted"]
-    till.receive_entries(master.entries_since(1, 100)["entries"])
+    till.follower.receive_entries(master.store.entries_since(1, 100)["entries"])
     assert stock(master) == stock(till) == 5
     assert count(master, Refund) == count(till, Refund) == 1 and count(till, OutboxEvent) == 0
 
@@ -320,20 +325,20 @@ def test_a_served_page_carries_the_stored_payloads_as_entries_since_gives_them(p
     master.execute(weird)
     for since, limit in ((0, 100), (1, 2), (3, 100), (99, 10)):
         assert json.loads(changes_json(master, since, limit)) == {
-            "success": True, **master.entries_since(since, limit)}
-    everything = master.entries_since(0, 1000)
+            "success": True, **master.store.entries_since(since, limit)}
+    everything = master.store.entries_since(0, 1000)
     assert json.loads(full_export_json(master, 2)) == {
         "success": True, "schema_version": 2, "last_gseq": everything["last_gseq"],
         "entries": everything["entries"]}
 
 
-def rows_without_ids(ledger: Ledger) -> dict[str, list[tuple]]:
+def rows_without_ids(journal: Journal) -> dict[str, list[tuple]]:
     from sqlalchemy import text
 
     from app.models import DERIVED_TABLES
 
     out = {}
-    with ledger.db.engine.connect() as conn:
+    with journal.db.engine.connect() as conn:
         for table in DERIVED_TABLES:
             cols = [r[1] for r in conn.execute(text(f"PRAGMA table_info({table})")) if r[1] != "id"]
             out[table] = sorted(conn.execute(text(f"SELECT {', '.join(cols)} FROM {table}")).all(),
@@ -344,37 +349,38 @@ def rows_without_ids(ledger: Ledger) -> dict[str, list[tuple]]:
 def test_an_empty_till_installs_a_snapshot_and_derives_what_pages_derive(tmp_path):
     import copy
 
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
-    origin = make_ledger(tmp_path, 3)
-    master.sequence([product(master, "A", 5), product(master, "B", 1)])
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
+    origin = make_journal(tmp_path, 3)
+    master.sequencer.sequence([product(master, "A", 5), product(master, "B", 1)])
     sold = [sale(origin, "A", 1, receipt=n) for n in (1, 2)]
     late = sale(origin, "B", 2, receipt=3)
     late.mode = "offline"                               # an oversell: a conflict record
-    master.sequence(sold + [late], from_device=3)
+    master.sequencer.sequence(sold + [late], from_device=3)
     # Made offline at the empty till before it bootstraps: one the master has journaled
     # already (it came back some other way), one it has not.
     known, unknown = sale(origin, "A", 1, receipt=4), sale(origin, "A", 1, receipt=5)
     for ev in (known, unknown):
         ev.mode = "offline"
-    master.sequence([copy.deepcopy(known)], from_device=3)
-    paged, snapped = ledger_at(tmp_path / "paged", 2), ledger_at(tmp_path / "snapped", 2)
+    master.sequencer.sequence([copy.deepcopy(known)], from_device=3)
+    paged, snapped = journal_at(tmp_path / "paged", 2), journal_at(tmp_path / "snapped", 2)
     for till in (paged, snapped):
         for ev in (known, unknown):
-            till._keep_offline(copy.deepcopy(ev))
+            till.write_path._keep_offline(copy.deepcopy(ev))
 
     path = str(tmp_path / "snap.db")
-    meta = master.write_snapshot(path)
-    last = master.position()[0]
+    meta = master.snapshots.write(path)
+    last = master.store.position()[0]
     assert meta == {"last_gseq": last, "entries": last}
-    assert snapped.install_snapshot(path) == last
-    paged.receive_entries(master.entries_since(0, 1000)["entries"])
+    assert snapped.snapshots.install(path) == last
+    paged.follower.receive_entries(master.store.entries_since(0, 1000)["entries"])
     # Row for row; surrogate ids follow the order rows were written in on each till.
     assert rows_without_ids(snapped) == rows_without_ids(paged)
-    assert snapped.entries_since(0, 1000) == paged.entries_since(0, 1000) == master.entries_since(0, 1000)
-    assert [e.event_id for e in snapped.outbox_events()] == [unknown.event_id]
+    assert snapped.store.entries_since(0, 1000) == paged.store.entries_since(0, 1000) \
+        == master.store.entries_since(0, 1000)
+    assert [e.event_id for e in snapped.outbox.events()] == [unknown.event_id]
     assert stock_at(snapped, "A") == 5 - 4 and stock_at(snapped, "B") == -1
-    assert snapped.install_snapshot(path) == 0          # not empty any more: pages from now on
+    assert snapped.snapshots.install(path) == 0          # not empty any more: pages from now on
     with snapped.db.read() as s:
         assert s.scalar(select(func.count()).select_from(ConflictRecord)) == 1
 
@@ -384,53 +390,53 @@ def test_a_snapshot_with_a_gap_is_refused_and_changes_nothing(tmp_path):
 
     from tests.integration.test_apply_bulk import dump
 
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
-    master.sequence([product(master, "A", 5), product(master, "B", 1)])
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
+    master.sequencer.sequence([product(master, "A", 5), product(master, "B", 1)])
     path = str(tmp_path / "snap.db")
-    master.write_snapshot(path)
+    master.snapshots.write(path)
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM journal WHERE gseq = 1")
-    till = ledger_at(tmp_path / "till", 2)
+    till = journal_at(tmp_path / "till", 2)
     before = dump(till.db)
     with pytest.raises(ValueError, match="gapless"):
-        till.install_snapshot(path)
-    assert dump(till.db) == before and till.position()[0] == 0
+        till.snapshots.install(path)
+    assert dump(till.db) == before and till.store.position()[0] == 0
 
 
 def test_a_till_behind_takes_a_snapshot_only_onto_a_journal_the_snapshot_extends(tmp_path):
-    from app.services.journal.ledger import SnapshotUnavailable
+    from app.services.journal.snapshots import SnapshotUnavailable
 
-    master = make_ledger(tmp_path, 1)
-    master.start_sequencing((1, 1))
-    origin = make_ledger(tmp_path, 3)
-    master.sequence([product(master, "A", 50)])
-    master.sequence([sale(origin, "A", 1, receipt=n) for n in range(1, 4)], from_device=3)
-    behind, paged = ledger_at(tmp_path / "behind", 2), ledger_at(tmp_path / "paged", 2)
+    master = make_journal(tmp_path, 1)
+    master.sequencer.start((1, 1))
+    origin = make_journal(tmp_path, 3)
+    master.sequencer.sequence([product(master, "A", 50)])
+    master.sequencer.sequence([sale(origin, "A", 1, receipt=n) for n in range(1, 4)], from_device=3)
+    behind, paged = journal_at(tmp_path / "behind", 2), journal_at(tmp_path / "paged", 2)
     for till in (behind, paged):
-        till.receive_entries(master.entries_since(0, 2)["entries"])
-    diverged = ledger_at(tmp_path / "diverged", 4)   # its own term: another entry at gseq 1
-    diverged.start_sequencing((1, 4))
-    diverged.sequence([product(diverged, "A", 50)])
-    diverged.stop_sequencing()
-    master.sequence([sale(origin, "A", 2, receipt=n) for n in range(4, 9)], from_device=3)
+        till.follower.receive_entries(master.store.entries_since(0, 2)["entries"])
+    diverged = journal_at(tmp_path / "diverged", 4)   # its own term: another entry at gseq 1
+    diverged.sequencer.start((1, 4))
+    diverged.sequencer.sequence([product(diverged, "A", 50)])
+    diverged.sequencer.stop()
+    master.sequencer.sequence([sale(origin, "A", 2, receipt=n) for n in range(4, 9)], from_device=3)
 
     path = str(tmp_path / "snap.db")
-    master.write_snapshot(path)
-    last = master.position()[0]
-    assert behind.install_snapshot(path) == last
-    paged.receive_entries(master.entries_since(2, 1000)["entries"])
+    master.snapshots.write(path)
+    last = master.store.position()[0]
+    assert behind.snapshots.install(path) == last
+    paged.follower.receive_entries(master.store.entries_since(2, 1000)["entries"])
     assert rows_without_ids(behind) == rows_without_ids(paged)
-    assert behind.entries_since(0, 1000) == master.entries_since(0, 1000)
-    before = rows_without_ids(diverged), diverged.entries_since(0, 100)
-    assert diverged.install_snapshot(path) == 0
-    assert (rows_without_ids(diverged), diverged.entries_since(0, 100)) == before
+    assert behind.store.entries_since(0, 1000) == master.store.entries_since(0, 1000)
+    before = rows_without_ids(diverged), diverged.store.entries_since(0, 100)
+    assert diverged.snapshots.install(path) == 0
+    assert (rows_without_ids(diverged), diverged.store.entries_since(0, 100)) == before
 
     # A node whose derived tables also hold its own unjournaled sales gives no snapshot.
     offline = sale(behind, "A", 1, receipt=1)
-    behind._keep_offline(offline)
+    behind.write_path._keep_offline(offline)
     with pytest.raises(SnapshotUnavailable):
-        behind.write_snapshot(str(tmp_path / "other.db"))
+        behind.snapshots.write(str(tmp_path / "other.db"))
 
 
 def test_regression_chaos_seed_4003_a_master_forgets_its_own_edit_that_lost(tmp_path):
@@ -439,31 +445,32 @@ def test_regression_chaos_seed_4003_a_master_forgets_its_own_edit_that_lost(tmp_
     of the same product won. When till 2 became master again it journaled its own outbox,
     the stale edit was rejected (one conflict record), but the rejected event stayed in
     its outbox: outbox_pending never reached 0 and the cluster never looked converged."""
-    a = make_ledger(tmp_path, 1)
-    a.start_sequencing((1, 1))
+    a = make_journal(tmp_path, 1)
+    a.sequencer.start((1, 1))
     a.execute(product(a, stock=5))
-    b = make_ledger(tmp_path, 2)
-    b.receive_entries(a.entries_since(0, 10)["entries"])
+    b = make_journal(tmp_path, 2)
+    b.follower.receive_entries(a.store.entries_since(0, 10)["entries"])
 
-    def price_edit(ledger: Ledger, cents: int):
-        return ledger.new_event("product.update", {"sku": "A", "changes": {"price_cents": cents}},
+    def price_edit(journal: Journal, cents: int):
+        return journal.new_event("product.update", {"sku": "A", "changes": {"price_cents": cents}},
                                 "manager", base_version=1)
 
-    a.stop_sequencing()
-    b.start_sequencing((2, 2))
+    a.sequencer.stop()
+    b.sequencer.start((2, 2))
     b.execute(price_edit(b, 150))                  # journaled on b's side
-    b.stop_sequencing()
-    a.start_sequencing((3, 1))
+    b.sequencer.stop()
+    a.sequencer.start((3, 1))
     a.execute(price_edit(a, 200))                  # the edit that wins
-    assert b.truncate_after(1, "lost the partition") == 1
-    b.receive_entries(a.entries_since(1, 10)["entries"], prev=a.entries_since(0, 1)["anchor"])
-    a.stop_sequencing()
-    b.start_sequencing((4, 2))                     # a is gone; b takes over
+    assert b.follower.truncate_after(1, "lost the partition") == 1
+    b.follower.receive_entries(a.store.entries_since(1, 10)["entries"],
+                                 prev=a.store.entries_since(0, 1)["anchor"])
+    a.sequencer.stop()
+    b.sequencer.start((4, 2))                     # a is gone; b takes over
     assert count(b, OutboxEvent) == 0
     assert count(b, ConflictRecord) == 1
     with b.db.read() as s:
         assert s.get(Product, "A").price_cents == 200
-    b.drain_outbox()                               # a later round: nothing to do again
+    b.sequencer.drain_outbox()                               # a later round: nothing to do again
     assert count(b, ConflictRecord) == 1
 
 
@@ -472,18 +479,19 @@ def test_an_offline_sale_whose_client_ref_the_master_already_journaled_leaves_th
     no master: the till sells it offline again. The master answers `duplicate` with the
     sale it journaled first (no gseq: this event is never journaled). The till must drop
     it and un-apply it, or its outbox never empties and its stock counts the sale twice."""
-    a = make_ledger(tmp_path, 1)
-    a.start_sequencing((1, 1))
+    a = make_journal(tmp_path, 1)
+    a.sequencer.start((1, 1))
     a.execute(product(a, stock=5))
-    a.sequence([sale_event(make_ledger(tmp_path, 2), 1, client_ref="pay-1")], from_device=2)
-    wiped = ledger_at(tmp_path / "till2-after-the-wipe", 2)
-    wiped.receive_entries(a.entries_since(0, 1)["entries"])       # the catalog only
+    a.sequencer.sequence([sale_event(make_journal(tmp_path, 2), 1, client_ref="pay-1")], from_device=2)
+    wiped = journal_at(tmp_path / "till2-after-the-wipe", 2)
+    wiped.follower.receive_entries(a.store.entries_since(0, 1)["entries"])       # the catalog only
     wiped.execute(sale_event(wiped, 1, client_ref="pay-1", sale_id="s2-retry"))
     assert stock(wiped) == 4 and count(wiped, OutboxEvent) == 1
-    acks = a.sequence(wiped.outbox_events(), from_device=2)
+    acks = a.sequencer.sequence(wiped.outbox.events(), from_device=2)
     assert acks[0]["status"] == "duplicate" and acks[0]["gseq"] is None
-    assert wiped.forget_turned_down(acks) == 1
-    wiped.receive_entries(a.entries_since(1, 10)["entries"], prev=a.entries_since(0, 1)["anchor"])
+    assert wiped.outbox.forget_turned_down(acks) == 1
+    wiped.follower.receive_entries(a.store.entries_since(1, 10)["entries"],
+                                     prev=a.store.entries_since(0, 1)["anchor"])
     assert count(wiped, OutboxEvent) == 0
     assert stock(wiped) == stock(a) == 4
     assert count(wiped, Sale) == count(a, Sale) == 1

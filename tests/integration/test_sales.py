@@ -354,7 +354,7 @@ def test_same_sku_on_two_lines_is_one_line_and_void_restocks_all(client, node, c
 
 def test_sold_out_is_broadcast_as_a_critical_event(app, node, cashier):
     seen: list = []
-    node.ledger.subscribe(seen.extend)
+    node.journal.subscribe(seen.extend)
     sell(app.test_client(), cashier, [("DAI-009", 1)])
     assert ("critical_event", {"kind": "sold_out", "sku": "DAI-009", "name": "Camembert 125 g",
                                "stock": 0}) in seen

@@ -152,7 +152,7 @@ def test_derived_state_matches_a_rebuild_from_the_journal(node, client, cashier,
     before = snapshot()
     before_stock = sql(node, "SELECT sku, delta, kind FROM stock_movements ORDER BY sku, id")
     with node.db.write() as session:
-        node.ledger._rebuild(session)
+        node.journal.derived.rebuild(session)
     assert snapshot() == before
     assert sql(node, "SELECT sku, delta, kind FROM stock_movements ORDER BY sku, id") == before_stock
 
@@ -181,7 +181,7 @@ def test_bulk_catalog_matches_what_the_journal_derives(node, client, cashier, ma
     movements = sql(node, "SELECT event_id, sku, delta, kind, reason, device_id, user, created_ms "
                           "FROM stock_movements ORDER BY sku, id")
     with node.db.write() as session:
-        node.ledger._rebuild(session)
+        node.journal.derived.rebuild(session)
     assert snapshot() == before
     assert sql(node, "SELECT event_id, sku, delta, kind, reason, device_id, user, created_ms "
                      "FROM stock_movements ORDER BY sku, id") == movements

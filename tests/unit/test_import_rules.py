@@ -118,8 +118,8 @@ def test_the_rules_catch_each_kind_of_breach():
     }
     allowed = {
         ("app.services.shop.sales", "app.services.journal.events"),
-        ("app.services.cluster.runtime", "app.services.journal.ledger"),
-        ("app.services.journal.ledger", "app.models.JournalEntry"),
+        ("app.services.cluster.runtime", "app.services.journal.journal"),
+        ("app.services.journal.store", "app.models.JournalEntry"),
         ("app.wiring", "flask.Flask"),
         ("app.routes.api_sales", "app.services.shop.sales"),
     }

@@ -19,6 +19,19 @@ The rules, in short (DESIGN.md "Election and failover" and invariant 3):
   ``Epoch(highest number seen + 1, self)``. An alive master that a node already
   follows is kept (no second disruption) unless ``reclaim == "auto"``.
 * When masters meet (partition heal), the lower id wins at an epoch above both.
+* Heartbeats go leader -> followers, as in Raft (``wants_heartbeat``): a master beats
+  every peer and lists in its heartbeat the peers it counts alive (``members``); a
+  follower beats nobody while its master is heard, it only answers. Its view of the
+  other followers is the master's word (``vouched``), so when the master dies the
+  lowest of them claims and the others wait for it. A follower whose master has been
+  silent for ``probe_after_ms``, and a node without a master, beat the peers with a
+  lower id (the probe), so their liveness is first-hand again before the failover
+  timeout runs out; a higher id probes us and learns of us from our answer.
+* A node whose inputs stop for longer than the failover timeout (SIGSTOP, a hung PC)
+  is *returning* for one more failover timeout: it claims nothing, and if it was master and
+  hears of a higher epoch it steps down and follows instead of taking the role back
+  (DESIGN: a node that comes back joins as a client). A master that kept running
+  still wins a partition heal as above.
 
 Shell contract: execute actions in order; ``PersistEpoch`` must be durable before
 the actions after it run, and ``heartbeat()`` must not be sent between receiving
@@ -69,7 +82,7 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> bool:
     """JSON ints only: ``bool`` is an ``int`` subclass but never a valid number here."""
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -90,12 +103,10 @@ class Epoch:
         return [self.number, self.master_id]
 
     @classmethod
-    def from_list(cls, v: Any) -> Epoch:
+    def from_list(cls, v: object) -> Epoch:
         """Parse ``[number, master_id]``; raise ``ValueError`` on anything else."""
-        _require(
-            isinstance(v, (list, tuple)) and len(v) == 2,
-            f"epoch must be [number, master_id], got {v!r}",
-        )
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise ValueError(f"epoch must be [number, master_id], got {v!r}")
         number, master_id = v
         _require(
             _is_int(number) and _is_int(master_id) and number >= 0 and master_id >= 0,
@@ -119,6 +130,10 @@ class Heartbeat:
     last_epoch: Epoch  # epoch of the sender's last journal entry (log freshness)
     schema_version: int
     eligible: bool  # sender is caught up and may become master
+    # A master's word on its followers: ``(device_id, eligible)`` of every peer it counts
+    # alive. Empty from a client. Optional on the wire (older tills neither send nor
+    # read it).
+    members: tuple[tuple[int, bool], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,12 +145,14 @@ class Heartbeat:
             "last_epoch": self.last_epoch.to_list(),
             "schema_version": self.schema_version,
             "eligible": self.eligible,
+            "members": [[i, e] for i, e in self.members],
         }
 
     @classmethod
-    def from_dict(cls, d: Any) -> Heartbeat:
+    def from_dict(cls, d: object) -> Heartbeat:
         """Parse a wire dict; raise ``ValueError`` so the shell can refuse garbage."""
-        _require(isinstance(d, dict), "heartbeat must be an object")
+        if not isinstance(d, dict):
+            raise ValueError("heartbeat must be an object")
         try:
             device_id = d["device_id"]
             role = d["role"]
@@ -156,7 +173,22 @@ class Heartbeat:
         _require(_is_int(last_gseq) and last_gseq >= 0, "last_gseq must be a non-negative integer")
         _require(_is_int(schema_version), "schema_version must be an integer")
         _require(isinstance(eligible, bool), "eligible must be a boolean")
-        return cls(device_id, epoch, role, master_id, last_gseq, last_epoch, schema_version, eligible)
+        members = _parse_members(d.get("members", []))
+        return cls(device_id, epoch, role, master_id, last_gseq, last_epoch, schema_version, eligible,
+                   members)
+
+
+def _parse_members(v: object) -> tuple[tuple[int, bool], ...]:
+    if not isinstance(v, list) or len(v) > 1024:
+        raise ValueError("members must be a list (of at most 1024)")
+    out = []
+    for m in v:
+        _require(
+            isinstance(m, list) and len(m) == 2 and _is_int(m[0]) and m[0] > 0 and isinstance(m[1], bool),
+            f"a member must be [device_id, eligible], got {m!r}",
+        )
+        out.append((m[0], m[1]))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- actions
@@ -216,7 +248,7 @@ class PeerView:
 
     device_id: int
     alive: bool  # counted by the election: fresh, not reported down, schema-compatible
-    last_seen: int  # ms (same clock as ``now``) of the last heartbeat received
+    last_seen: int  # ms (same clock as ``now``): its last heartbeat, or the master's word on it
     role: str
     epoch: Epoch
     master_id: int | None
@@ -230,8 +262,19 @@ class PeerView:
 @dataclass
 class _Peer:
     hb: Heartbeat
-    last_seen: int
+    last_seen: int  # its own heartbeat (first-hand)
     down: bool = False  # transport reported the connection closed after ``hb``
+    down_at: int = 0
+    # The master we follow listed it alive at ``vouched_at`` (second-hand). A peer
+    # reported down is revived by its own heartbeat, or by the master's word given
+    # ``probe_after_ms`` after the close (a word already in flight does not count).
+    vouched_at: int | None = None
+    vouched_eligible: bool = False
+
+    def eligible(self) -> bool:
+        if self.vouched_at is not None and self.vouched_at > self.last_seen:
+            return self.vouched_eligible
+        return self.hb.eligible
 
 
 # ---------------------------------------------------------------- the core
@@ -251,6 +294,7 @@ class ElectionCore:
         epoch: Epoch = NO_EPOCH,
         now: int = 0,
         startup_grace_ms: int | None = None,
+        probe_after_ms: int | None = None,
     ) -> None:
         if not _is_int(device_id) or device_id <= 0:
             raise ValueError("device_id must be a positive integer (0 means 'none')")
@@ -266,7 +310,15 @@ class ElectionCore:
         # A fresh or returning node listens before claiming so it learns of an
         # existing master first instead of disrupting it.
         grace = failover_timeout_ms if startup_grace_ms is None else startup_grace_ms
-        self._claim_not_before = now + max(0, grace)
+        self._grace_ms = max(0, grace)
+        self._claim_not_before = now + self._grace_ms
+        # A follower whose master has been silent this long probes the lower ids.
+        self.probe_after_ms = failover_timeout_ms // 2 if probe_after_ms is None else probe_after_ms
+        # Inputs arrive at least every heartbeat interval (the shell's tick); a gap over
+        # the failover timeout means this process stood still (SIGSTOP): returning.
+        self._last_input: int | None = None
+        self._returning_until: int | None = None
+        self._now = now  # the latest ``now`` of any input (for ``heartbeat()``)
 
         # Always start as a client, even if the persisted epoch is our own claim:
         # the journal tail of that term may have lost in the meantime.
@@ -307,7 +359,8 @@ class ElectionCore:
         self._eligible = eligible
 
     def on_heartbeat(self, hb: Heartbeat, now: int) -> list[Action]:
-        """A peer's heartbeat arrived."""
+        """A peer's heartbeat arrived (sent to us, or its answer to ours)."""
+        self._input(now)
         out: list[Action] = []
         if hb.device_id == self.device_id:
             # Two tills configured with the same id: never count it, say so once.
@@ -348,7 +401,28 @@ class ElectionCore:
         self._max_number = max(self._max_number, hb.last_epoch.number)
         self._peers[hb.device_id] = _Peer(hb, now)
         out += self._reconcile(now)
+        if self.role == ROLE_CLIENT and hb.role == ROLE_MASTER and hb.device_id == self.master_id:
+            self._take_members(hb, now)
         return out
+
+    def _take_members(self, hb: Heartbeat, now: int) -> None:
+        """The master we follow vouches for the peers it hears: they count as alive."""
+        for device_id, eligible in hb.members:
+            if device_id in (self.device_id, hb.device_id):
+                continue
+            p = self._peers.get(device_id)
+            if p is None:
+                # Never heard first-hand (it came up while we only listened to the
+                # master): known by the master's word alone, claiming nothing.
+                placeholder = Heartbeat(device_id, NO_EPOCH, ROLE_CLIENT, None, 0, NO_EPOCH,
+                                        self.schema_version, eligible)
+                p = self._peers[device_id] = _Peer(placeholder, now - self.failover_timeout_ms)
+            if p.down:
+                if now - p.down_at < self.probe_after_ms:
+                    continue
+                p.down = False
+            p.vouched_at = now
+            p.vouched_eligible = eligible
 
     def on_peer_down(self, device_id: int, now: int) -> list[Action]:
         """The transport saw the peer's connection close (kill -9 sends a FIN at once).
@@ -356,19 +430,50 @@ class ElectionCore:
         Treat the peer as dead now instead of waiting for the failover timeout; its
         next heartbeat revives it.
         """
+        self._input(now)
         peer = self._peers.get(device_id)
         if peer is not None:
             peer.down = True
+            peer.down_at = now
+            peer.vouched_at = None
         return self._reconcile(now)
 
     def tick(self, now: int) -> list[Action]:
         """Time passed: expire peers, end the startup grace, run elections."""
+        self._input(now)
         return self._reconcile(now)
+
+    def _input(self, now: int) -> None:
+        """Notice a stall: no input for longer than the failover timeout.
+
+        The others have had time to elect a new master; until one startup grace has
+        passed we listen before claiming, and a master that hears of a higher epoch
+        follows it instead of taking the role back.
+        """
+        if self._last_input is not None and now - self._last_input > self.failover_timeout_ms:
+            window = max(self._grace_ms, self.failover_timeout_ms)
+            self._returning_until = now + window
+            self._claim_not_before = max(self._claim_not_before, now + window)
+        self._last_input = max(now, self._last_input or now)
+        self._now = max(self._now, now)
+
+    def returning(self, now: int) -> bool:
+        """Within one failover timeout (or startup grace) after a stall (``_input``)."""
+        return self._returning_until is not None and now < self._returning_until
 
     # ------------------------------------------------------------ outputs
 
-    def heartbeat(self) -> Heartbeat:
-        """What this node sends to every peer now."""
+    def heartbeat(self, now: int | None = None) -> Heartbeat:
+        """What this node sends (or answers) now; a master lists the peers it counts alive.
+
+        ``now`` defaults to the latest input's time.
+        """
+        now = self._now if now is None else now
+        members: tuple[tuple[int, bool], ...] = ()
+        if self.role == ROLE_MASTER:
+            members = tuple(
+                (pid, self._peers[pid].eligible()) for pid in sorted(self._peers) if self._alive(pid, now)
+            )
         return Heartbeat(
             device_id=self.device_id,
             epoch=self.epoch,
@@ -378,7 +483,27 @@ class ElectionCore:
             last_epoch=self._last_epoch,
             schema_version=self.schema_version,
             eligible=self._eligible,
+            members=members,
         )
+
+    def wants_heartbeat(self, device_id: int | None, now: int) -> bool:
+        """Should the shell send our heartbeat to this peer now? (Raft-style fan-out.)
+
+        A master beats every peer; a follower beats nobody while its master is heard
+        (it answers the master's beats). With no master, or a master silent for
+        ``probe_after_ms``, it probes the peers with a lower id than its own: only
+        they can be the successor it must not pre-empt, their answers make their
+        liveness first-hand again before the failover timeout decides, and a higher id
+        learns of us from its own probe. A peer of unknown id is always beaten (that is
+        how we learn who it is).
+        """
+        if device_id is None or self.role == ROLE_MASTER:
+            return True
+        if self.master_id is not None:
+            master = self._peers.get(self.master_id)
+            if master is not None and not master.down and now - master.last_seen < self.probe_after_ms:
+                return False
+        return device_id < self.device_id
 
     def peers(self, now: int) -> list[PeerView]:
         """Every peer ever heard from (self excluded), sorted by device id."""
@@ -390,14 +515,14 @@ class ElectionCore:
                 PeerView(
                     device_id=pid,
                     alive=self._alive(pid, now),
-                    last_seen=p.last_seen,
+                    last_seen=max(p.last_seen, p.vouched_at or p.last_seen),
                     role=hb.role,
                     epoch=hb.epoch,
                     master_id=hb.master_id,
                     last_gseq=hb.last_gseq,
                     last_epoch=hb.last_epoch,
                     schema_version=hb.schema_version,
-                    eligible=hb.eligible,
+                    eligible=p.eligible(),
                     compatible=hb.schema_version == self.schema_version,
                 )
             )
@@ -413,15 +538,14 @@ class ElectionCore:
         if device_id == self.device_id:
             return True
         p = self._peers.get(device_id)
-        return (
-            p is not None
-            and not p.down
-            and p.hb.schema_version == self.schema_version
-            and now - p.last_seen < self.failover_timeout_ms
-        )
+        if p is None or p.down or p.hb.schema_version != self.schema_version:
+            return False
+        if now - p.last_seen < self.failover_timeout_ms:
+            return True
+        return p.vouched_at is not None and now - p.vouched_at < self.failover_timeout_ms
 
     def _lowest_alive_eligible(self, now: int) -> int | None:
-        ids = [pid for pid, p in self._peers.items() if p.hb.eligible and self._alive(pid, now)]
+        ids = [pid for pid, p in self._peers.items() if p.eligible() and self._alive(pid, now)]
         if self._eligible:
             ids.append(self.device_id)
         return min(ids, default=None)
@@ -485,6 +609,16 @@ class ElectionCore:
             out.append(StepDown(seen, winner))
             self._set_epoch(seen, out)
             out.append(Follow(winner, seen))
+        elif self.returning(now):
+            # We stood still and the others moved on: a node that comes back joins as a
+            # client (reclaim is a setting, not a side effect of a pause). Follow the
+            # newer master if we can see it, else listen until the grace is over.
+            stands = self._claim_stands(winner, seen, now)
+            self.role = ROLE_CLIENT
+            self.master_id = None
+            self._reclaim_since = None
+            out.append(StepDown(seen, winner if stands else None))
+            self._reconcile_client(now, out)
         else:
             # Either a higher-id master (partition heal: the lower id wins at an
             # epoch above both) or an epoch we only heard of second-hand whose master

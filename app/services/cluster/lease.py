@@ -1,9 +1,9 @@
 """The master's lease and the stall fence: a pure policy, fake-clock tested.
 
 A sequencing master may journal for one failover timeout after each heartbeat tick
-(the lease). The runtime (`runtime.py`) calls `on_tick` from its heartbeat job and does
-what the returned actions say (audit a stall, hand the renewed lease to the ledger, start
-a sync round); the ledger checks the lease when a batch starts and again just before it
+(the lease). The runtime's heartbeat tick (`heartbeats.Heartbeats.renew_lease`) calls
+`on_tick` and does what the returned actions say (audit a stall, hand the renewed lease to the journal, start
+a sync round); the journal checks the lease when a batch starts and again just before it
 commits. No clock, socket, thread or database in here: time is monotonic milliseconds,
 passed in. (A monotonic clock never jumps; wall-clock steps do not reach this module.)
 

@@ -9,7 +9,7 @@ applying one push instead takes everything that arrived meanwhile in one transac
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Hashable
+from typing import Callable, Hashable
 
 Push = tuple[Hashable, list[dict], "dict | None"]  # (term it came from, entries, prev)
 
@@ -44,7 +44,7 @@ class PushBatcher:
     applies them, merged, when it is done. No thread ever waits for another.
     """
 
-    def __init__(self, apply: Callable[[list[dict], dict | None], Any]):
+    def __init__(self, apply: Callable[[list[dict], dict | None], object]):
         self._apply = apply
         self._lock = threading.Lock()
         self._queue: list[Push] = []

@@ -1,7 +1,7 @@
 """Sync-round triggers, coalesced: one round at a time, and no request is ever dropped.
 
-A sync round (`ClusterRuntime._sync_once`: drop a losing tail, push the outbox, pull) is
-asked for by many things at once: a gap or a mismatch in a push, a new master, a master
+A sync round (`sync_runner.SyncRunner.run_round`: drop a losing tail, push the outbox,
+pull) is asked for by many things at once: a gap or a mismatch in a push, a new master, a master
 link coming up, an offline sale, a failed round, a renewed lease, the periodic job.
 Rounds run one at a time; a request that arrives during a round is not dropped and does
 not queue a round of its own: the round runs once more when it ends, for the latest
@@ -11,20 +11,20 @@ finds a round running returns at once; the caller running the rounds runs that o
 A failed round (or an offline sale, a deferred ack) asks for a retry within a second:
 at most one retry is pending at a time (`want_retry` / `retry_fired`).
 
-No clock, socket or database in here: the runtime starts the retry timer and does the
+No clock, socket or database in here: `SyncRunner` starts the retry timer and does the
 round. Tests: `tests/unit/test_sync_round.py`.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Callable
 
 
 class SyncRounds:
     """Calls `run(reason)` for requests, one at a time; requests during a run coalesce."""
 
-    def __init__(self, run: Callable[[str], Any]):
+    def __init__(self, run: Callable[[str], object]):
         self._run = run
         self._lock = threading.Lock()
         self._wanted: str | None = None

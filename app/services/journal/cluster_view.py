@@ -1,7 +1,7 @@
 """What the write path needs to know of the cluster: a read-only view the journal owns.
 
-The cluster runtime implements `ClusterView`; the ledger only reads it (nothing pokes the
-ledger's attributes). A till without a cluster (tests, a one-till shop) keeps the
+The cluster runtime implements `ClusterView`; the journal only reads it (nothing pokes the
+journal's attributes). A till without a cluster (tests, a one-till shop) keeps the
 `STANDALONE` view it is built with: always lease-live, never isolated, no master link.
 """
 

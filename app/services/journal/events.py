@@ -1,9 +1,15 @@
-"""The event envelope: every change in the shop is one of these."""
+"""The event envelope: every change in the shop is one of these.
+
+Also the one definition of the journal's columns and of the rows an event makes (a
+journal entry, an outbox row, a journal entry as it travels between nodes): every
+module that writes or reads journal rows goes through these.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Protocol, Sequence
 
 # Events whose effect commutes with any other (stock is a sum of movements, sales are
 # keyed by id): a till applies these at once, even offline. Edits wait for the master.
@@ -24,6 +30,48 @@ EVENT_TYPES = frozenset({
     "user.login_failed", "user.unlock", "conflict.record", "conflict.resolve",
 })
 
+# The event's own columns, as the journal and the outbox store them (`Event`'s fields).
+EVENT_COLUMNS = ("event_id", "origin_device", "origin_seq", "hlc", "type", "payload", "user",
+                 "base_version", "mode")
+# The journal table's columns, in table order (also the order `raw_page` returns them in).
+JOURNAL_COLUMNS = ("gseq", "epoch_number", "epoch_master", *EVENT_COLUMNS, "recorded_ms")
+# The outbox table's columns, in table order.
+OUTBOX_COLUMNS = (*EVENT_COLUMNS, "applied", "created_ms", "attempts", "last_error")
+# A journal entry as it travels between nodes (`journal_entry_dict`): the journal's
+# columns, with the epoch pair as one `[number, master]`.
+ENTRY_KEYS = ("gseq", "epoch", *EVENT_COLUMNS, "recorded_ms")
+
+
+class EventRow(Protocol):
+    """A stored event: a journal or outbox row (ORM or plain attributes)."""
+
+    event_id: str
+    origin_device: int
+    origin_seq: int
+    hlc: str
+    type: str
+    payload: dict[str, Any]
+    user: str | None
+    base_version: int | None
+    mode: str
+
+
+class JournalRow(EventRow, Protocol):
+    gseq: int
+    epoch_number: int
+    epoch_master: int
+    recorded_ms: int
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """The audit entry a use case writes with its event, in the transaction that makes
+    the event durable at this till (`WritePath.execute(ev, audit=...)`); the journal adds
+    the event id, its mode and, where this till sequenced it, its gseq and epoch."""
+
+    action: str
+    details: dict[str, Any]
+
 
 @dataclass
 class Event:
@@ -36,12 +84,9 @@ class Event:
     user: str | None = None
     base_version: int | None = None
     mode: str = "online"  # "offline": already acknowledged to a person, never refused
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("extra")
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Event":
@@ -53,20 +98,56 @@ class Event:
         )
 
     @classmethod
-    def from_row(cls, row: Any) -> "Event":
-        return cls(
-            event_id=row.event_id, origin_device=row.origin_device, origin_seq=row.origin_seq,
-            hlc=row.hlc, type=row.type, payload=dict(row.payload), user=row.user,
-            base_version=row.base_version, mode=row.mode,
-        )
+    def from_row(cls, row: EventRow) -> "Event":
+        event = cls(**{c: getattr(row, c) for c in EVENT_COLUMNS})
+        event.payload = dict(event.payload)
+        return event
 
 
-def journal_entry_dict(row: Any) -> dict[str, Any]:
-    """A journal row as it travels between nodes."""
-    return {
-        "gseq": row.gseq, "epoch": [row.epoch_number, row.epoch_master],
-        "event_id": row.event_id, "origin_device": row.origin_device,
-        "origin_seq": row.origin_seq, "hlc": row.hlc, "type": row.type,
-        "payload": row.payload, "user": row.user, "base_version": row.base_version,
-        "mode": row.mode, "recorded_ms": row.recorded_ms,
-    }
+def event_values(ev: Event) -> dict[str, Any]:
+    """The event's own columns (`EVENT_COLUMNS`)."""
+    return {c: getattr(ev, c) for c in EVENT_COLUMNS}
+
+
+def journal_values(ev: Event, gseq: int, epoch: tuple[int, int] | list[int], recorded_ms: int
+                   ) -> dict[str, Any]:
+    """A journal row's columns (`JOURNAL_COLUMNS`, for `insert_rows` or a `JournalEntry`)."""
+    return {"gseq": gseq, "epoch_number": epoch[0], "epoch_master": epoch[1],
+            **event_values(ev), "recorded_ms": recorded_ms}
+
+
+def outbox_values(ev: Event, *, applied: bool, created_ms: int) -> dict[str, Any]:
+    """An outbox row's columns (`OUTBOX_COLUMNS`, for `insert_rows` or an `OutboxEvent`)."""
+    return {**event_values(ev), "applied": applied, "created_ms": created_ms,
+            "attempts": 0, "last_error": None}
+
+
+def journal_entry_dict(row: JournalRow) -> dict[str, Any]:
+    """A journal row as it travels between nodes (`ENTRY_KEYS`)."""
+    return {"gseq": row.gseq, "epoch": [row.epoch_number, row.epoch_master],
+            **{c: getattr(row, c) for c in EVENT_COLUMNS}, "recorded_ms": row.recorded_ms}
+
+
+# How each stored column goes into an entry's JSON text (`entries_json`): numbers, and the
+# payload (stored as JSON text already), as they are; the others through `json.dumps`.
+_AS_IS = {"gseq", "epoch_number", "epoch_master", "origin_device", "origin_seq", "payload",
+          "recorded_ms"}
+_QUOTED = [i for i, c in enumerate(JOURNAL_COLUMNS) if c not in _AS_IS]
+_ENTRY_TEMPLATE = "{{" + ",".join(
+    f'"epoch":[{{{JOURNAL_COLUMNS.index("epoch_number")}}},'
+    f'{{{JOURNAL_COLUMNS.index("epoch_master")}}}]' if key == "epoch"
+    else f'"{key}":{{{JOURNAL_COLUMNS.index(key)}}}' for key in ENTRY_KEYS) + "}}"
+
+
+def entries_json(rows: Iterable[Sequence[Any]]) -> str:
+    """Journal rows as stored (`JOURNAL_COLUMNS` order, the payload still JSON text) as
+    the JSON of their `journal_entry_dict`s, comma-separated, without decoding and
+    encoding every payload again (pages of thousands of entries)."""
+    q = json.dumps
+    out = []
+    for row in rows:
+        cells = list(row)
+        for i in _QUOTED:
+            cells[i] = q(cells[i])
+        out.append(_ENTRY_TEMPLATE.format(*cells))
+    return ",".join(out)

@@ -2,7 +2,7 @@
 
 Clients apply journal entries strictly in gseq order. A node whose journal diverged
 from its source (it holds a tail from an epoch that lost) finds the common prefix,
-drops its tail into the outbox (`Ledger.truncate_after`) and continues from there; a
+drops its tail into the outbox (`Follower.truncate_after`) and continues from there; a
 wiped or fully diverged till starts from gseq 0 (full export).
 """
 
@@ -23,7 +23,8 @@ import requests
 
 from app.config import Config
 from app.models.db import SCHEMA_VERSION
-from app.services.journal.ledger import Ledger
+from app.services.journal.events import entries_json
+from app.services.journal.journal import Journal
 from app.utils.signing import sign_request
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class HttpPeer:
                 "X-Lanpos-Signature": sign_request(self.secret, "GET", path, b"", ts,
                                                    self.device_id)}
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str) -> dict[str, Any]:
         try:
             response = self.session.get(f"http://{self.address}{path}", timeout=self.timeout,
                                         headers=self._headers(path))
@@ -78,15 +79,15 @@ class HttpPeer:
             raise SyncError(f"{self.address}{path}: {exc}") from exc
 
 
-def common_prefix(ledger: Ledger, peer: HttpPeer, upto: int) -> int:
+def common_prefix(journal: Journal, peer: HttpPeer, upto: int) -> int:
     """Highest gseq at which our journal and the peer's hold the same event."""
     hi = upto
     while hi > 0:
         lo = max(hi - PAGE, 0)
-        # Positions are compared with their epochs: see ledger._position.
+        # Positions are compared with their epochs: see store.position_of.
         theirs = {row[0]: tuple(row[1:]) for row in
                   peer.get(f"/api/sync/ids?low={lo}&high={hi}&epochs=1")["ids"]}
-        mine = {row[0]: tuple(row[1:]) for row in ledger.ids_between(lo, hi, epochs=True)}
+        mine = {row[0]: tuple(row[1:]) for row in journal.store.ids_between(lo, hi, epochs=True)}
         for gseq in range(hi, lo, -1):
             if gseq in theirs and gseq in mine and (
                     theirs[gseq] == mine[gseq] if len(theirs[gseq]) == 3
@@ -100,7 +101,7 @@ class Diverged(SyncError):
     """The peer's journal does not extend ours (and we were told to keep ours)."""
 
 
-def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True, max_rounds: int = 10_000,
+def pull(journal: Journal, peer: HttpPeer, *, truncate: bool = True, max_rounds: int = 10_000,
          snapshot_dir: str | None = None, snapshot_min: int = SNAPSHOT_MIN) -> dict[str, int]:
     """Bring our journal up to the peer's: append what is missing, drop a losing tail.
 
@@ -118,7 +119,7 @@ def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True, max_rounds: i
         ahead: tuple[int, Future] | None = None
         try:
             for _ in range(max_rounds):
-                ahead, more = _pull_round(ledger, peer, truncate, fetcher, ahead, snapshot)
+                ahead, more = _pull_round(journal, peer, truncate, fetcher, ahead, snapshot)
                 pulled += more["pulled"]
                 dropped += more["dropped"]
                 if more["snapshot_tried"]:
@@ -132,12 +133,12 @@ def pull(ledger: Ledger, peer: HttpPeer, *, truncate: bool = True, max_rounds: i
     return {"pulled": pulled, "dropped": dropped}
 
 
-def _pull_round(ledger: Ledger, peer: HttpPeer, truncate: bool, fetcher: ThreadPoolExecutor,
+def _pull_round(journal: Journal, peer: HttpPeer, truncate: bool, fetcher: ThreadPoolExecutor,
                 ahead: tuple[int, Future] | None, snapshot: tuple[str, int] | None
                 ) -> tuple[tuple[int, Future] | None, dict]:
     """One page of `pull`: returns the page being fetched ahead, and what it did."""
     out = {"pulled": 0, "dropped": 0, "done": False, "snapshot_tried": False}
-    since, _epoch = ledger.position()
+    since, _epoch = journal.store.position()
     if ahead is not None and ahead[0] == since:
         page = ahead[1].result()
     else:
@@ -147,40 +148,40 @@ def _pull_round(ledger: Ledger, peer: HttpPeer, truncate: bool, fetcher: ThreadP
     ahead = None
     anchor = page["anchor"]
     remote_last = int(page["last_gseq"])
-    if _leads_elsewhere(ledger, since, page):
+    if _leads_elsewhere(journal, since, page):
         if not truncate:
             if remote_last < since and anchor.get("event_id") is None:
                 out["done"] = True  # the peer is simply behind us
                 return None, out
             raise Diverged(f"{peer.address} diverged from our journal at {since}")
-        out["dropped"] = _drop_tail(ledger, peer, since, remote_last)
+        out["dropped"] = _drop_tail(journal, peer, since, remote_last)
         return None, out
     if not page["entries"]:
         out["done"] = True
         return None, out
     if snapshot is not None and worth_a_snapshot(since, remote_last, snapshot[1]):
         out["snapshot_tried"] = True
-        out["pulled"] = bootstrap(ledger, peer, snapshot[0])
+        out["pulled"] = bootstrap(journal, peer, snapshot[0])
         if out["pulled"]:
             return None, out
     end = int(page["entries"][-1]["gseq"])
     if end < remote_last:
         ahead = (end, fetcher.submit(peer.get, _changes_path(end)))
-    result = ledger.receive_entries(page["entries"], prev=anchor)
+    result = journal.follower.receive_entries(page["entries"], prev=anchor)
     if result.diverged:
         if not truncate:
             raise Diverged(f"{peer.address} diverged from our journal")
         if ahead is not None:
             wait([ahead[1]])
-        keep = common_prefix(ledger, peer, ledger.position()[0])
-        out["dropped"] = ledger.truncate_after(keep, f"diverged from device at {peer.address}")
+        keep = common_prefix(journal, peer, journal.store.position()[0])
+        out["dropped"] = journal.follower.truncate_after(keep, f"diverged from device at {peer.address}")
         return ahead, out
     out["pulled"] = result.applied
     out["done"] = result.applied == 0
     return ahead, out
 
 
-def drop_losing_tail(ledger: Ledger, peer: HttpPeer) -> int:
+def drop_losing_tail(journal: Journal, peer: HttpPeer) -> int:
     """Drop our journal tail now if the peer's journal does not extend it (a tail from an
     epoch that lost): its events go back to the outbox. Returns the entries dropped.
 
@@ -188,62 +189,52 @@ def drop_losing_tail(ledger: Ledger, peer: HttpPeer) -> int:
     the events that lost are resubmitted at once instead of after everything the other
     tills resubmitted meanwhile has been pulled and applied here. One entry is fetched.
     """
-    since, _epoch = ledger.position()
+    since, _epoch = journal.store.position()
     page = peer.get(_changes_path(since, limit=1))
-    if not _leads_elsewhere(ledger, since, page):
+    if not _leads_elsewhere(journal, since, page):
         return 0
-    return _drop_tail(ledger, peer, since, int(page["last_gseq"]))
+    return _drop_tail(journal, peer, since, int(page["last_gseq"]))
 
 
-def _leads_elsewhere(ledger: Ledger, since: int, page: dict) -> bool:
+def _leads_elsewhere(journal: Journal, since: int, page: dict) -> bool:
     """Whether the peer's journal, as its page from `since` shows it, does not extend ours
     (it is shorter, or another entry stands at `since`)."""
     if not since:
         return False
     anchor = page["anchor"]
-    mine = ledger.position_at(since)
+    mine = journal.store.position_at(since)
     same = anchor.get("event_id") == mine["event_id"] and (
         anchor.get("epoch") is None or anchor.get("epoch") == mine["epoch"])
     return int(page["last_gseq"]) < since or not same
 
 
-def _drop_tail(ledger: Ledger, peer: HttpPeer, since: int, remote_last: int) -> int:
+def _drop_tail(journal: Journal, peer: HttpPeer, since: int, remote_last: int) -> int:
     """Keep the prefix we share with the peer; the rest of our journal goes to the outbox."""
-    keep = common_prefix(ledger, peer, min(since, remote_last))
+    keep = common_prefix(journal, peer, min(since, remote_last))
     if remote_last >= since:
         keep = min(keep, since - 1)  # position `since` itself differs: never keep it
-    return ledger.truncate_after(keep, f"diverged from device at {peer.address}")
+    return journal.follower.truncate_after(keep, f"diverged from device at {peer.address}")
 
 
 def _changes_path(since: int, limit: int = PAGE) -> str:
     return f"/api/sync/changes?since={since}&limit={limit}"
 
 
-def changes_json(ledger: Ledger, since: int, limit: int) -> str:
+def changes_json(journal: Journal, since: int, limit: int) -> str:
     """The `/api/sync/changes` page as JSON text: `{"success", "entries", "anchor",
     "last_gseq"}`, as `entries_since` gives it, but each stored payload goes out as the
     JSON text it already is (decoding and encoding 2,000 payloads cost more than the read).
     """
-    rows, anchor, last = ledger.raw_page(since, limit)
-    return (f'{{"success":true,"entries":[{_entries_json(rows)}],"anchor":{dumps(anchor)},'
+    rows, anchor, last = journal.store.raw_page(since, limit)
+    return (f'{{"success":true,"entries":[{entries_json(rows)}],"anchor":{dumps(anchor)},'
             f'"last_gseq":{last}}}')
 
 
-def full_export_json(ledger: Ledger, schema_version: int) -> str:
+def full_export_json(journal: Journal, schema_version: int) -> str:
     """`GET /api/sync/full-export`: the whole journal, built as `changes_json` is."""
-    rows, _anchor, last = ledger.raw_page(0, 1 << 62)
+    rows, _anchor, last = journal.store.raw_page(0, 1 << 62)
     return (f'{{"success":true,"schema_version":{int(schema_version)},"last_gseq":{last},'
-            f'"entries":[{_entries_json(rows)}]}}')
-
-
-def _entries_json(rows: list[tuple]) -> str:
-    """Journal rows (`WIRE_COLUMNS` order, payload as stored JSON text) as JSON entries."""
-    q = json.dumps
-    return ",".join(
-        f'{{"gseq":{g},"epoch":[{en},{em}],"event_id":{q(eid)},"origin_device":{dev},'
-        f'"origin_seq":{seq},"hlc":{q(hlc)},"type":{q(typ)},"payload":{payload},'
-        f'"user":{q(user)},"base_version":{q(base)},"mode":{q(mode)},"recorded_ms":{rec}}}'
-        for g, en, em, eid, dev, seq, hlc, typ, payload, user, base, mode, rec in rows)
+            f'"entries":[{entries_json(rows)}]}}')
 
 
 def worth_a_snapshot(mine: int, remote_last: int, snapshot_min: int = SNAPSHOT_MIN) -> bool:
@@ -255,12 +246,12 @@ def worth_a_snapshot(mine: int, remote_last: int, snapshot_min: int = SNAPSHOT_M
     return missing >= max(snapshot_min, 1) and missing >= mine
 
 
-def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str) -> int:
+def bootstrap(journal: Journal, peer: HttpPeer, directory: str) -> int:
     """Take the peer's snapshot (`GET /api/sync/full-export?format=sqlite`: journal and
     derived tables as one SQLite file). Returns the entries installed; 0 when pages are
     the way (another schema, a peer that cannot give one, a bad file, a journal that
     diverged)."""
-    mine = ledger.position()[0]
+    mine = journal.store.position()[0]
     path = os.path.join(directory, f"snapshot-in-{uuid.uuid4().hex}.db")
     try:
         headers = peer.download("/api/sync/full-export?format=sqlite", path)
@@ -268,7 +259,7 @@ def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str) -> int:
             log.warning("snapshot from %s has schema %s, ours is %s: pulling pages instead",
                         peer.address, headers.get("X-Lanpos-Schema-Version"), SCHEMA_VERSION)
             return 0
-        installed = ledger.install_snapshot(path)
+        installed = journal.snapshots.install(path)
         return installed - mine if installed else 0
     except (SyncError, ValueError, sqlite3.Error) as exc:
         log.warning("snapshot from %s not installed (%s): pulling pages instead",
@@ -279,16 +270,16 @@ def bootstrap(ledger: Ledger, peer: HttpPeer, directory: str) -> int:
             os.remove(path)
 
 
-def export_snapshot(ledger: Ledger, directory: str) -> tuple[BinaryIO, dict[str, Any]]:
+def export_snapshot(journal: Journal, directory: str) -> tuple[BinaryIO, dict[str, int]]:
     """The snapshot a till bootstraps from, as an open file (already unlinked)."""
     path = os.path.join(directory, f"snapshot-out-{uuid.uuid4().hex}.db")
     try:
-        meta = ledger.write_snapshot(path)
+        meta = journal.snapshots.write(path)
         return open(path, "rb"), meta  # noqa: SIM115 - the response closes it
     finally:
         with contextlib.suppress(OSError):
             os.remove(path)
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"))

@@ -5,7 +5,8 @@ derive, owned by the journal (its consumer), implemented by the shop
 The journal knows events, positions, epochs and the outbox. Whether an event may be
 journaled, which rows it derives and which conflict records follow it are the state
 machine's business; the journal hands it sessions and events and gets back plain values:
-verdicts, notices, conflict-record payloads (journaled as `conflict.record` events).
+verdicts, refusals, notices, conflict-record payloads (journaled as `conflict.record`
+events).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.services.journal.events import Event
-from app.utils.errors import ApiError
 
 # What applying an entry tells the till (relayed to subscribers): (name, data).
 Notice = tuple[str, dict[str, Any]]
@@ -29,6 +29,54 @@ class HasHlc(Protocol):
 
 
 Pending = TypeVar("Pending", bound=HasHlc)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the rules will not journal an event: a plain value (a stable code, a message
+    for people, optional details). It travels to the till that submitted the event inside
+    the ack (`to_wire`); the HTTP status a client sees is decided from `code` at the route
+    edge (`app/routes/errors.py`), never carried between tills."""
+
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ack's `error`: {code, message[, details]} (details only when given)."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            error["details"] = dict(self.details)
+        return error
+
+    @classmethod
+    def from_wire(cls, error: dict[str, Any]) -> "Refusal":
+        """An ack's `error`. A till of an older build also sent an HTTP "status" in it:
+        ignored (the status is decided from the code where a client is answered)."""
+        details = error.get("details")
+        return cls(str(error["code"]), str(error["message"]),
+                   dict(details) if details is not None else None)
+
+
+class Refused(Exception):
+    """The rules refused an event: raised by the state machine's `admit`, and by
+    `Journal.execute` when the master refused the event it was given."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+    @property
+    def code(self) -> str:
+        return self.refusal.code
+
+    @property
+    def message(self) -> str:
+        return self.refusal.message
+
+    @property
+    def details(self) -> dict[str, Any] | None:
+        return self.refusal.details
 
 
 class NotYet(Exception):
@@ -44,7 +92,7 @@ class Verdict:
     status: str  # "accept" | "duplicate" | "refuse"
     gseq: int | None = None  # duplicate: where the journal holds it (None: a repeated request)
     ack: dict[str, Any] = field(default_factory=dict)  # more fields for the event's ack
-    error: ApiError | None = None  # refuse
+    refusal: Refusal | None = None  # refuse
     # accept: conflict records to journal right after the event (`conflict.record` payloads)
     records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -69,7 +117,7 @@ class StateMachine(Protocol):
         ...
 
     def admit(self, session: Session, ev: Event) -> object:
-        """Raise an ApiError to refuse `ev`, NotYet to defer it; otherwise return a
+        """Raise `Refused` to refuse `ev`, NotYet to defer it; otherwise return a
         decision (opaque to the journal) for `records_after`."""
         ...
 
@@ -77,12 +125,13 @@ class StateMachine(Protocol):
         """Conflict records to journal after an admitted event was applied."""
         ...
 
-    def is_lost_edit(self, ev: Event, exc: ApiError) -> bool:
-        """Whether refusing `ev` with `exc` means a stale edit lost to a newer one (its
+    def is_lost_edit(self, ev: Event, refusal: Refusal) -> bool:
+        """Whether refusing `ev` with `refusal` means a stale edit lost to a newer one (its
         conflict record is journaled; offline, the event is "rejected", not "refused")."""
         ...
 
-    def lost_edit_record(self, session: Session, ev: Event, exc: ApiError) -> dict[str, Any] | None:
+    def lost_edit_record(self, session: Session, ev: Event, refusal: Refusal
+                         ) -> dict[str, Any] | None:
         """The conflict record of a lost edit; None when it is on file already."""
         ...
 

@@ -5,6 +5,7 @@ Uses the pure rules in `conflicts.py` against the master's current derived state
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,19 +14,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import (
+    Category,
     ConflictRecord,
     JournalEntry,
-    OutboxEvent,
     Product,
     Refund,
     Sale,
     SaleLine,
     User,
 )
+from app.models.db import driver
 from app.services.journal.events import Event
-from app.services.journal.state_machine import NotYet
+from app.services.journal.state_machine import NotYet, Refusal
 from app.services.shop.apply import REFILED
-from app.services.shop.apply_bulk import RunKeys, SalesOnFile
+from app.services.shop.apply_bulk import RunKeys, RunReads, SalesOnFile
 from app.services.shop.conflicts import SaleDecision, Shortage, decide_edit, decide_sale
 from app.utils.chunks import chunks
 from app.utils.errors import ApiError, Conflict, NotFound, OutOfStock
@@ -51,9 +53,9 @@ def _stock(session: Session, skus: list[str]) -> dict[str, int]:
 def outbox_stock_deltas(session: Session, skus: set[str]) -> dict[str, int]:
     """Stock change per sku of the applied events waiting in this node's outbox."""
     deltas: dict[str, int] = {}
-    rows = session.execute(select(OutboxEvent.type, OutboxEvent.payload)
-                           .where(OutboxEvent.applied.is_(True)))
-    for typ, payload in rows:
+    rows = driver(session).execute("SELECT type, payload FROM outbox WHERE applied = 1").fetchall()
+    for typ, text in rows:
+        payload = json.loads(text)
         if typ == "sale.create":
             moves = [(line["sku"], -int(line["quantity"])) for line in payload.get("lines", [])]
         elif typ in ("sale.refund", "sale.void"):
@@ -195,24 +197,22 @@ def oversell_records(ev: Event, oversold: tuple[Shortage, ...],
     } for short in oversold]
 
 
-def edit_conflict_record(session: Session, ev: Event, exc: ApiError) -> dict | None:
+def edit_conflict_record(session: Session, ev: Event, refusal: Refusal) -> dict | None:
     """A stale edit lost: one conflict record per losing event."""
     if session.scalar(select(ConflictRecord.conflict_id)
                       .where(ConflictRecord.event_id == ev.event_id)):
         return None
-    details = dict(exc.details or {})
+    details = dict(refusal.details or {})
     return {
         "conflict_id": uuid.uuid4().hex, "kind": "edit_rejected", "sku": ev.payload.get("sku"),
         "event_id": ev.event_id, "origin_device": ev.origin_device, "user": ev.user,
         "details": details,
-        "decision": f"edit by {ev.user} rejected: {exc.message}; the edit by "
+        "decision": f"edit by {ev.user} rejected: {refusal.message}; the edit by "
                     f"{(details.get('winner') or {}).get('user')} stands",
     }
 
 
 def product_snapshot(session: Session, product: Product) -> dict:
-    from app.models import Category
-
     category = session.get(Category, product.category_id) if product.category_id else None
     return {
         "sku": product.sku, "name": product.name, "barcode": product.barcode,
@@ -260,21 +260,32 @@ def admit_run(session: Session, events: list[Event]) -> list[RunVerdict]:
         return []
     ids = [ev.event_id for ev in run]
     keys = RunKeys.of(run)
+    # Plain SQL: this runs in every sale's sequencing transaction.
+    conn = driver(session)
     journaled: dict[str, int] = {}
     waiting: set[str] = set()
     for chunk in chunks(ids):
-        journaled.update((e, g) for g, e in session.execute(
-            select(JournalEntry.gseq, JournalEntry.event_id)
-            .where(JournalEntry.event_id.in_(chunk))))
-        waiting.update(session.scalars(select(OutboxEvent.event_id)
-                                       .where(OutboxEvent.event_id.in_(chunk))))
-    stock: dict[str, int] = {}
+        marks = ", ".join("?" * len(chunk))
+        for event_id, gseq in conn.execute(
+                f"SELECT event_id, gseq FROM journal WHERE event_id IN ({marks}) UNION ALL "  # noqa: S608
+                f"SELECT event_id, NULL FROM outbox WHERE event_id IN ({marks})",
+                (*chunk, *chunk)):
+            if gseq is None:
+                waiting.add(event_id)
+            else:
+                journaled[event_id] = gseq
+    products: dict[str, tuple[int, str, str | None]] = {}
     for chunk in chunks(keys.skus):
-        stock.update(session.execute(select(Product.sku, Product.stock)
-                                     .where(Product.sku.in_(chunk))).all())
+        products.update((sku, (stock, name, made_by)) for sku, stock, name, made_by in
+                        conn.execute(
+                            "SELECT sku, stock, name, updated_event FROM products "  # noqa: S608
+                            f"WHERE sku IN ({', '.join('?' * len(chunk))})", chunk))
+    stock = {sku: row[0] for sku, row in products.items()}
     # As in `_stock`: decide in journal order, without this node's unjournaled outbox.
     pending = outbox_stock_deltas(session, set(stock))
     on_file = SalesOnFile.load(session, keys)
+    # The applier that follows in this transaction needs the same rows (RunReads).
+    session.info[RunReads.KEY] = RunReads(frozenset(ids), products, on_file.copy())
 
     verdicts: list[RunVerdict] = []
     seen: set[str] = set()

@@ -12,13 +12,13 @@ client_ref already taken, a product this node never saw, a new category), goes t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import ClassVar, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Category, ConflictRecord, Payment, Product, Sale, SaleLine, StockMovement
-from app.models.db import insert_rows, set_column
+from app.models.db import driver, insert_rows, set_column
 from app.services.journal.events import Event
 from app.services.shop.apply import (
     Notice,
@@ -29,7 +29,7 @@ from app.services.shop.apply import (
     sale_rows,
     stock_notices,
 )
-from app.utils.chunks import chunks
+from app.utils.chunks import IN_CHUNK, chunks
 
 BULK_TYPES = frozenset({"sale.create", "product.create", "stock.receive", "stock.adjust",
                         "conflict.record"})
@@ -120,6 +120,8 @@ class SalesOnFile:
 
     @classmethod
     def load(cls, session: Session, keys: RunKeys) -> "SalesOnFile":
+        if max(len(keys.sale_ids), len(keys.receipts), len(keys.refs)) <= IN_CHUNK:
+            return cls._load_at_once(session, keys)
         refs: dict[str, str] = {}
         for c in chunks(keys.refs):
             refs.update(session.execute(select(Sale.client_ref, Sale.sale_id)
@@ -131,11 +133,62 @@ class SalesOnFile:
                 select(Sale.receipt_no).where(Sale.receipt_no.in_(c)))},
             refs=refs)
 
+    @classmethod
+    def _load_at_once(cls, session: Session, keys: RunKeys) -> "SalesOnFile":
+        """`load` in one statement (a master's batch, a sale: a few sales at most)."""
+        found = cls(set(), set(), {})
+        if not keys.sale_ids and not keys.refs:
+            return found
+        sale_ids, receipts, refs = set(keys.sale_ids), set(keys.receipts), set(keys.refs)
+        for sale_id, receipt_no, ref in driver(session).execute(
+                f"SELECT sale_id, receipt_no, client_ref FROM sales WHERE sale_id IN "  # noqa: S608
+                f"({_marks(len(sale_ids))}) OR receipt_no IN ({_marks(len(receipts))}) "
+                f"OR client_ref IN ({_marks(len(refs))})", (*sale_ids, *receipts, *refs)):
+            if sale_id in sale_ids:
+                found.sale_ids.add(sale_id)
+            if receipt_no in receipts:
+                found.receipts.add(receipt_no)
+            if ref is not None and ref in refs:
+                found.refs[ref] = sale_id
+        return found
+
+    def copy(self) -> "SalesOnFile":
+        return SalesOnFile(set(self.sale_ids), set(self.receipts), dict(self.refs))
+
     def add(self, payload: dict) -> None:
         self.sale_ids.add(payload["sale_id"])
         self.receipts.add(payload["receipt_no"])
         if payload.get("client_ref"):
             self.refs[payload["client_ref"]] = payload["sale_id"]
+
+
+@dataclass
+class RunReads:
+    """What the master's admission of a run (`admission.admit_run`) read: its event ids,
+    the products it touches (sku -> stock, name, updated_event) and the sales on file,
+    as they were before the run. Kept in the session for the applier that follows in the
+    same transaction (`_BulkRun`), which would read the very same rows again: nothing
+    writes a derived table in between (the journal only adds its rows and the audit
+    entry). Taken once, and only for events of that admission."""
+
+    KEY: ClassVar[str] = "admitted_run_reads"
+
+    event_ids: frozenset[str]
+    products: dict[str, tuple[int, str, str | None]]
+    on_file: SalesOnFile
+
+    @classmethod
+    def taken_for(cls, session: Session, run: list[Event], keys: RunKeys) -> "RunReads | None":
+        reads = session.info.pop(cls.KEY, None)
+        if reads is None or not keys.skus <= reads.products.keys() or any(
+                ev.event_id not in reads.event_ids for ev in run if ev.type != "conflict.record"):
+            return None
+        return reads
+
+
+def _marks(n: int) -> str:
+    """The placeholders of an `IN (...)` list of n values."""
+    return ", ".join("?" * n)
 
 
 class _BulkRun:
@@ -177,14 +230,21 @@ class _BulkRun:
     def _prefetch(self, run: list[Event]) -> None:
         s = self.session
         keys = RunKeys.of(run)
-        for chunk in chunks(keys.skus):
-            for sku, stock, name, made_by in s.execute(
-                    select(Product.sku, Product.stock, Product.name, Product.updated_event)
-                    .where(Product.sku.in_(chunk))):
-                self.stock[sku], self.names[sku] = stock, name
-                if made_by is None:  # see apply.is_placeholder
-                    self.placeholders.add(sku)
-        self.on_file = SalesOnFile.load(s, keys)
+        reads = RunReads.taken_for(s, run, keys)
+        if reads is not None:  # what admission read for these very events, just before
+            products = reads.products.items()
+            self.on_file = reads.on_file
+        else:
+            conn = driver(s)  # plain SQL: every sale at a master comes here
+            products = [(sku, (stock, name, made_by)) for chunk in chunks(keys.skus)
+                        for sku, stock, name, made_by in conn.execute(
+                            "SELECT sku, stock, name, updated_event FROM products "  # noqa: S608
+                            f"WHERE sku IN ({_marks(len(chunk))})", chunk)]
+            self.on_file = SalesOnFile.load(s, keys)
+        for sku, (stock, name, made_by) in products:
+            self.stock[sku], self.names[sku] = stock, name
+            if made_by is None:  # see apply.is_placeholder
+                self.placeholders.add(sku)
         self.conflict_ids = {x for c in chunks(keys.conflict_ids) for x in s.scalars(
             select(ConflictRecord.conflict_id).where(ConflictRecord.conflict_id.in_(c)))}
         if any(ev.type == "product.create" for ev in run):

@@ -11,6 +11,8 @@ from app.models import Category, Product
 from app.services.node import Node
 from app.services.shop import product_index
 from app.services.shop.admission import product_snapshot
+from app.services.shop.commands import ProductCreate, ProductUpdate
+from app.services.shop.submit import AuditNote, submit
 from app.utils.barcode import is_valid_barcode
 from app.utils.errors import NotFound, ValidationError
 
@@ -120,9 +122,8 @@ def check_barcode(barcode: str | None) -> None:
 
 def create_product(node: Node, user: str, data: dict[str, Any]) -> dict[str, Any]:
     check_barcode(data.get("barcode"))
-    ev = node.ledger.new_event("product.create", data, user)
-    ev.extra["audit"] = ("product.created", {"sku": data["sku"], "price_cents": data["price_cents"]})
-    node.ledger.execute(ev, offline_ok=False)
+    submit(node, ProductCreate(**data), user, offline_ok=False,
+           audit=AuditNote("product.created", {"sku": data["sku"], "price_cents": data["price_cents"]}))
     return get_product(node, data["sku"])
 
 
@@ -134,12 +135,10 @@ def update_product(node: Node, user: str, sku: str, changes: dict[str, Any],
     if "barcode" in changes:
         check_barcode(changes["barcode"])
     before = get_product(node, sku)
-    ev = node.ledger.new_event("product.update", {"sku": sku, "changes": changes,
-                                                  "approver": approver}, user,
-                               base_version=base_version)
     audit = {"sku": sku, "changes": changes, "base_version": base_version, "approver": approver}
     if "price_cents" in changes:
         audit["old_price_cents"] = before["price_cents"]
-    ev.extra["audit"] = ("price.changed" if "price_cents" in changes else "product.updated", audit)
-    node.ledger.execute(ev, offline_ok=False)
+    submit(node, ProductUpdate(sku=sku, changes=changes, approver=approver), user,
+           audit=AuditNote("price.changed" if "price_cents" in changes else "product.updated", audit),
+           base_version=base_version, offline_ok=False)
     return get_product(node, sku)

@@ -8,6 +8,8 @@ from sqlalchemy import select
 
 from app.models import ConflictRecord
 from app.services.node import Node
+from app.services.shop.commands import ConflictResolve
+from app.services.shop.submit import AuditNote, submit
 from app.utils.errors import Conflict, NotFound
 
 
@@ -36,10 +38,7 @@ def resolve(node: Node, user: str, conflict_id: str, resolution: str,
         if record.status == "resolved":
             raise Conflict("this conflict is already resolved", {"conflict_id": conflict_id},
                            code="ALREADY_RESOLVED")
-    ev = node.ledger.new_event("conflict.resolve", {
-        "conflict_id": conflict_id, "resolution": resolution, "recount": recount}, user)
-    ev.extra["audit"] = ("conflict.resolved", {"conflict_id": conflict_id,
-                                               "resolution": resolution, "recount": recount})
-    node.ledger.execute(ev, offline_ok=False)
+    command = ConflictResolve(conflict_id=conflict_id, resolution=resolution, recount=recount)
+    submit(node, command, user, audit=AuditNote("conflict.resolved", command.payload()), offline_ok=False)
     with node.db.read() as session:
         return conflict_dict(session.get(ConflictRecord, conflict_id))

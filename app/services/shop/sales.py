@@ -14,9 +14,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import NodeState, OutboxEvent, Payment, Product, Refund, Sale, SaleLine
+from app.models import OutboxEvent, Payment, Refund, Sale, SaleLine
+from app.models.db import driver
+from app.services.journal.state_machine import Refused
 from app.services.node import Node
+from app.services.shop.commands import SaleCreate, SaleRefund, SaleVoid
 from app.services.shop.pricing import PriceLine, price_cart, settle_payments, split_refund
+from app.services.shop.receipts import till_sales
+from app.services.shop.submit import AuditNote, submit
 from app.services.shop.users import ROLE_RANK
 from app.utils.errors import ApiError, Conflict, NotFound, ValidationError
 from app.utils.money import round_half_up_div
@@ -72,12 +77,10 @@ def journaled_sale_dict(ev: Any) -> dict[str, Any]:
     }
 
 
-RECEIPT_KEY = "receipt_seq_reserved"
-
-
-def _reserved_receipt(session: Session) -> int:
-    row = session.get(NodeState, RECEIPT_KEY)
-    return int(row.value) if row is not None else 0
+# The sale a client_ref already names, and this till's highest receipt number on file.
+_SALE_READ_SQL = ("SELECT (SELECT sale_id FROM sales WHERE client_ref = ?), "
+                  "(SELECT max(receipt_seq) FROM sales WHERE device_id = ?)")
+_PRODUCTS_SQL = "SELECT sku, name, price_cents, tax_rate_bp, active FROM products WHERE sku IN ({})"
 
 
 def _find_by_client_ref(session: Session, client_ref: str) -> Sale | None:
@@ -112,64 +115,70 @@ def create_sale(node: Node, cashier: dict[str, Any], lines: list[dict[str, Any]]
     if has_discount and ROLE_RANK[cashier["role"]] < ROLE_RANK["manager"] and approver is None:
         raise ValidationError("discounts need a manager's approval", {"field": "approver"},
                               code="APPROVAL_REQUIRED")
-    with node.sale_lock:
+    till = till_sales(node.db)
+    # No till-wide lock: only a repeat of this client_ref waits (receipts.py).
+    with till.one_request_per_ref(client_ref):
+        skus = [line["sku"] for line in lines]
         with node.db.read() as session:
-            if client_ref:
-                existing = _find_by_client_ref(session, client_ref)
-                if existing is not None:
-                    return sale_dict(session, existing), False
-            products = {p.sku: p for p in session.scalars(
-                select(Product).where(Product.sku.in_([line["sku"] for line in lines])))}
-            priced_lines = []
-            for i, line in enumerate(lines):
-                product = products.get(line["sku"])
-                if product is None or not product.active:
-                    raise NotFound(f"unknown sku {line['sku']}",
-                                   {"sku": line["sku"], "line": i}, code="UNKNOWN_SKU")
-                priced_lines.append(PriceLine(
-                    sku=product.sku, name=product.name, quantity=line["quantity"],
-                    unit_price_cents=product.price_cents, tax_rate_bp=product.tax_rate_bp,
-                    discount_cents=line.get("discount_cents", 0)))
-            totals = price_cart(priced_lines, cart_discount_cents)
-            normalized, change = settle_payments(totals.total_cents, payments)
-            receipt_seq = max(
-                session.scalar(select(func.max(Sale.receipt_seq))
-                               .where(Sale.device_id == node.device_id)) or 0,
-                _reserved_receipt(session)) + 1
-        # Reserve the number durably before the sale leaves this till: if the till dies
-        # after the master journaled the sale but before it stored it here, the number
-        # must not be given to the next sale after the restart (two sales, one receipt).
-        with node.db.write() as session:
-            session.merge(NodeState(key=RECEIPT_KEY, value=str(receipt_seq)))
+            conn = driver(session)  # plain SQL: this runs for every checkout
+            existing_id, on_file = conn.execute(_SALE_READ_SQL,
+                                                (client_ref, node.device_id)).fetchone()
+            if existing_id is not None:
+                return sale_dict(session, session.get(Sale, existing_id)), False
+            products = {row[0]: row for row in conn.execute(
+                _PRODUCTS_SQL.format(", ".join("?" * len(skus))), skus)}
+        priced_lines = []
+        for i, line in enumerate(lines):
+            product = products.get(line["sku"])
+            if product is None or not product[4]:
+                raise NotFound(f"unknown sku {line['sku']}",
+                               {"sku": line["sku"], "line": i}, code="UNKNOWN_SKU")
+            priced_lines.append(PriceLine(
+                sku=product[0], name=product[1], quantity=line["quantity"],
+                unit_price_cents=product[2], tax_rate_bp=product[3],
+                discount_cents=line.get("discount_cents", 0)))
+        totals = price_cart(priced_lines, cart_discount_cents)
+        normalized, change = settle_payments(totals.total_cents, payments)
+        receipt_seq = till.receipts.take(on_file or 0)
+        reserved: list[int] = []
+
+        def reserve() -> None:
+            # Reserve the number durably before the sale leaves this till: if the till dies
+            # after the master journaled the sale but before it stored it here, the number
+            # must not be given to the next sale after the restart (two sales, one receipt).
+            # Not needed when this till journals the sale itself: its row, committed with
+            # the journal entry, holds the number.
+            till.receipts.reserve(receipt_seq)
+            reserved.append(receipt_seq)
         sale_id = uuid.uuid4().hex
         receipt_no = f"T{node.device_id}-{receipt_seq:06d}"
-        payload = {
-            "sale_id": sale_id, "receipt_no": receipt_no, "receipt_seq": receipt_seq,
-            "device_id": node.device_id, "client_ref": client_ref, "cashier": cashier["username"],
-            "approver": approver,
-            "lines": [{"sku": pl.sku, "name": pl.name, "quantity": pl.quantity,
-                       "unit_price_cents": pl.unit_price_cents, "discount_cents": pl.discount_cents,
-                       "tax_rate_bp": pl.tax_rate_bp, "total_cents": pl.total_cents}
-                      for pl in totals.lines],
-            "subtotal_cents": totals.subtotal_cents, "discount_cents": totals.discount_cents,
-            "total_cents": totals.total_cents, "tax_cents": totals.tax_cents,
-            "tax_by_rate": {str(rate): v for rate, v in totals.tax_by_rate.items()},
-            "payments": normalized,
-            "paid_cents": sum(p.get("tendered_cents") or p["amount_cents"] for p in normalized),
-            "change_cents": change,
-        }
-        ev = node.ledger.new_event("sale.create", payload, cashier["username"])
-        ev.extra["audit"] = ("sale.created", {
+        command = SaleCreate(
+            sale_id=sale_id, receipt_no=receipt_no, receipt_seq=receipt_seq,
+            device_id=node.device_id, client_ref=client_ref, cashier=cashier["username"],
+            approver=approver,
+            lines=[{"sku": pl.sku, "name": pl.name, "quantity": pl.quantity,
+                    "unit_price_cents": pl.unit_price_cents, "discount_cents": pl.discount_cents,
+                    "tax_rate_bp": pl.tax_rate_bp, "total_cents": pl.total_cents}
+                   for pl in totals.lines],
+            subtotal_cents=totals.subtotal_cents, discount_cents=totals.discount_cents,
+            total_cents=totals.total_cents, tax_cents=totals.tax_cents,
+            tax_by_rate={str(rate): v for rate, v in totals.tax_by_rate.items()},
+            payments=normalized,
+            paid_cents=sum(p.get("tendered_cents") or p["amount_cents"] for p in normalized),
+            change_cents=change,
+        )
+        audit = AuditNote("sale.created", {
             "sale_id": sale_id, "receipt_no": receipt_no, "total_cents": totals.total_cents,
             "lines": len(lines), "approver": approver})
         try:
-            outcome = node.ledger.execute(ev)
-        except ApiError:
+            outcome = submit(node, command, cashier["username"], audit=audit,
+                             before_submit=reserve)
+        except (ApiError, Refused):
             # Refused (e.g. OUT_OF_STOCK): journaled nowhere, so the number is free again
             # and receipt numbers stay gapless.
-            with node.db.write() as session:
-                session.merge(NodeState(key=RECEIPT_KEY, value=str(receipt_seq - 1)))
+            till.receipts.give_back(receipt_seq, reserved=bool(reserved))
             raise
+        ev = outcome.event
         if outcome.status == "online" and ev.mode == "online":
             # Journaled by this very node as master: the rows are exactly the payload's,
             # so answer without reading them back (the hot path of every checkout).
@@ -330,16 +339,15 @@ def refund(node: Node, user: str, sale_id: str, items: list[dict[str, Any]] | No
         else:
             method = "split" if tenders else (refund_to or "cash")
         refund_id = uuid.uuid4().hex
-        payload = {"refund_id": refund_id, "sale_id": sale_id, "lines": refund_lines,
-                   "amount_cents": amount, "tax_cents": tax, "method": method,
-                   "tenders": tenders, "refund_to": refund_to,
-                   "approver": approver, "reason": reason}
-        ev = node.ledger.new_event("sale.void" if kind == "void" else "sale.refund", payload, user)
-        ev.extra["audit"] = (f"sale.{'voided' if kind == 'void' else 'refunded'}", {
+        command = (SaleVoid if kind == "void" else SaleRefund)(
+            refund_id=refund_id, sale_id=sale_id, lines=refund_lines, amount_cents=amount,
+            tax_cents=tax, method=method, tenders=tenders, refund_to=refund_to,
+            approver=approver, reason=reason)
+        audit = AuditNote(f"sale.{'voided' if kind == 'void' else 'refunded'}", {
             "sale_id": sale_id, "receipt_no": sale.receipt_no, "amount_cents": amount,
             "lines": refund_lines, "tenders": tenders, "refund_to": refund_to,
             "approver": approver, "reason": reason})
-        outcome = node.ledger.execute(ev)
+        outcome = submit(node, command, user, audit=audit)
         result = get_sale(node, sale_id)
         result["refund"] = {"refund_id": refund_id, "amount_cents": amount, "kind": kind,
                             "method": method, "tenders": tenders, "status": outcome.status}

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
-from app.models import Product, User
+from app.models import JournalEntry, Product, StockMovement, User
+from app.services.journal.events import journal_values
 from app.services.node import Node
+from app.services.shop.apply import category_id
+from app.services.shop.commands import ProductCreate, UserCreate
+from app.services.shop.submit import AuditNote, event_for, submit
 from app.services.shop.users import hash_pin
+from app.utils.barcode import make_ean13
 from app.utils.sample_catalog import SAMPLE_CATALOG
 
 # Managers and admins need 6-digit PINs (Config.strong_pins_for_managers); cashiers 4.
@@ -23,7 +28,7 @@ def wait_ready(node: Node, timeout: float = 30.0) -> bool:
     """Until this node can get edits journaled (it is master, or linked to one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if node.ledger.sequencing or node.ledger.cluster.master_link() is not None:
+        if node.journal.sequencer.active or node.journal.cluster.master_link() is not None:
             return True
         time.sleep(0.1)
     return False
@@ -38,29 +43,26 @@ def seed_demo(node: Node) -> int:
     for username, display, role, pin in DEMO_USERS:
         if username in have_users:
             continue
-        ev = node.ledger.new_event("user.create", {
-            "username": username, "display_name": display, "role": role,
-            "pin_hash": hash_pin(node.pepper, pin)}, "system")
-        ev.extra["audit"] = ("user.created", {"username": username, "role": role, "via": "demo"})
-        node.ledger.execute(ev, offline_ok=False)
+        submit(node, UserCreate(username=username, display_name=display, role=role,
+                                pin_hash=hash_pin(node.pepper, pin)), "system", offline_ok=False,
+               audit=AuditNote("user.created", {"username": username, "role": role, "via": "demo"}))
         made += 1
     if have_products:
         return made
     events = []
     for item in SAMPLE_CATALOG:
-        ev = node.ledger.new_event("product.create", dict(item), "system")
-        events.append(ev)
+        events.append(event_for(node, ProductCreate(**item), "system"))
     _submit_batch(node, events)
     return made + len(events)
 
 
 def _submit_batch(node: Node, events: list) -> None:
-    if node.ledger.sequencing:
+    if node.journal.sequencer.active:
         for start in range(0, len(events), 1000):
-            node.ledger.sequence(events[start:start + 1000])
+            node.journal.sequencer.sequence(events[start:start + 1000])
     else:
         for ev in events:
-            node.ledger.execute(ev, offline_ok=False)
+            node.journal.execute(ev, offline_ok=False)
 
 
 def bulk_catalog(node: Node, count: int, *, prefix: str = "BULK", stock: int = 1000,
@@ -71,13 +73,11 @@ def bulk_catalog(node: Node, count: int, *, prefix: str = "BULK", stock: int = 1
     transaction per `chunk` events appends their journal entries (next gseqs, this
     master's epoch) together with exactly the rows `apply._product_create` derives from
     them (product, category, the "initial stock" movement) and one audit entry. That is
-    the same end state as `Ledger.sequence` reaches (tests/integration rebuilds the
+    the same end state as `Sequencer.sequence` reaches (tests/integration rebuilds the
     derived tables from the journal and compares), at ~100x the speed of one ORM event
     at a time. Followers fetch the entries through the normal gap pull. SKUs that exist
     already are skipped, so running it again adds nothing. Returns the number added.
     """
-    from app.utils.barcode import make_ean13
-
     categories = ["Bakery", "Dairy", "Drinks", "Snacks", "Household", "Personal care",
                   "Fruit & Veg", "Frozen"]
     added = 0
@@ -92,14 +92,9 @@ def bulk_catalog(node: Node, count: int, *, prefix: str = "BULK", stock: int = 1
 
 
 def _journal_products(node: Node, items: list[dict]) -> int:
-    from sqlalchemy import insert
-
-    from app.models import JournalEntry, NodeState, StockMovement
-    from app.services.shop.apply import category_id
-
-    ledger = node.ledger
+    store = node.journal.store
     with node.db.write() as session:
-        if not ledger.sequencing:
+        if not node.journal.sequencer.active:
             raise RuntimeError("bulk_catalog needs this node to be the sequencing master")
         skus = [item["sku"] for item in items]
         taken = set(session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
@@ -109,16 +104,12 @@ def _journal_products(node: Node, items: list[dict]) -> int:
         if not items:
             return 0
         category_ids = {name: category_id(session, name) for name in {i["category"] for i in items}}
-        last = ledger.last_gseq(session)
-        epoch = ledger.epoch
+        last = store.last_gseq(session)
+        epoch = store.epoch
         now = node.clock()
-        events = [ledger.new_event("product.create", item, "system") for item in items]
-        session.execute(insert(JournalEntry), [{
-            "gseq": last + n, "epoch_number": epoch[0], "epoch_master": epoch[1],
-            "event_id": ev.event_id, "origin_device": ev.origin_device,
-            "origin_seq": ev.origin_seq, "hlc": ev.hlc, "type": ev.type, "payload": ev.payload,
-            "user": ev.user, "base_version": None, "mode": ev.mode, "recorded_ms": now,
-        } for n, ev in enumerate(events, start=1)])
+        events = [event_for(node, ProductCreate(**item), "system") for item in items]
+        session.execute(insert(JournalEntry), [journal_values(ev, last + n, epoch, now)
+                                               for n, ev in enumerate(events, start=1)])
         session.execute(insert(Product), [{
             "sku": p["sku"], "name": p["name"], "name_lower": p["name"].lower(),
             "barcode": p["barcode"], "category_id": category_ids[p["category"]],
@@ -131,8 +122,7 @@ def _journal_products(node: Node, items: list[dict]) -> int:
             "kind": "receive", "reason": "initial stock", "device_id": ev.origin_device,
             "user": ev.user, "created_ms": ev.payload["created_ms"],
         } for ev in events if ev.payload["stock"]])
-        if ledger.hlc.last:
-            session.merge(NodeState(key="hlc_last", value=ledger.hlc.last))
+        store.save_hlc(session)
         node.audit.record(session, "catalog.bulk_loaded", "system", {
             "count": len(events), "first_gseq": last + 1, "last_gseq": last + len(events),
             "first_sku": events[0].payload["sku"], "last_sku": events[-1].payload["sku"]})

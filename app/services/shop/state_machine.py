@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.models import Sale
 from app.models.catalog import BUMP_CATALOG_GEN
 from app.services.journal.events import Event
-from app.services.journal.state_machine import Notice, Pending, Verdict
+from app.services.journal.state_machine import Notice, Pending, Refusal, Refused, Verdict
 from app.services.shop import admission
 from app.services.shop.apply import apply_event
 from app.services.shop.apply_bulk import apply_many
@@ -35,7 +35,8 @@ class ShopStateMachine:
             records = (admission.oversell_records(run.event, run.oversold, run.stock_after)
                        if run.status == "accept" else [])
             verdicts.append(Verdict(run.event, run.status, gseq=run.gseq, ack=ack,
-                                    error=run.error, records=records))
+                                    refusal=refusal_of(run.error) if run.error else None,
+                                    records=records))
         return verdicts
 
     def repeated_request(self, session: Session, ev: Event) -> dict[str, Any] | None:
@@ -46,16 +47,20 @@ class ShopStateMachine:
         return None
 
     def admit(self, session: Session, ev: Event) -> object:
-        return admission.admit(session, ev)
+        try:
+            return admission.admit(session, ev)
+        except ApiError as exc:  # the rules' answer, as the plain value the journal carries
+            raise Refused(refusal_of(exc)) from exc
 
     def records_after(self, session: Session, ev: Event, decision: object) -> list[dict[str, Any]]:
         return admission.after_apply(session, ev, decision)
 
-    def is_lost_edit(self, ev: Event, exc: ApiError) -> bool:
-        return exc.code == "CONFLICT" and ev.type == "product.update"
+    def is_lost_edit(self, ev: Event, refusal: Refusal) -> bool:
+        return refusal.code == "CONFLICT" and ev.type == "product.update"
 
-    def lost_edit_record(self, session: Session, ev: Event, exc: ApiError) -> dict[str, Any] | None:
-        return admission.edit_conflict_record(session, ev, exc)
+    def lost_edit_record(self, session: Session, ev: Event, refusal: Refusal
+                         ) -> dict[str, Any] | None:
+        return admission.edit_conflict_record(session, ev, refusal)
 
     def apply(self, session: Session, ev: Event) -> list[Notice]:
         return apply_event(session, ev)
@@ -77,3 +82,9 @@ class ShopStateMachine:
 
     def derived_tables_loaded(self, conn: Connection) -> None:
         conn.exec_driver_sql(BUMP_CATALOG_GEN)  # once, for the trigger the load left out
+
+
+def refusal_of(exc: ApiError) -> Refusal:
+    """What admission refused with, as the journal carries it (its HTTP status stays here:
+    the route edge decides it again from the code)."""
+    return Refusal(exc.code, exc.message, dict(exc.details) if exc.details is not None else None)

@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 from app.models import Product, StockMovement
 from app.models.db import Database
 from app.services.node import Node
+from app.services.shop.commands import StockAdjust, StockReceive
+from app.services.shop.submit import AuditNote, submit
 from app.utils.errors import NotFound, ValidationError
 
 
@@ -30,7 +32,8 @@ def receive(node: Node, user: str, sku: str, quantity: int, reason: str | None,
     """`approver`: the manager whose PIN approved it (None: the user is a manager)."""
     if quantity <= 0:
         raise ValidationError("quantity received must be positive", {"field": "quantity"})
-    return _move(node, user, "stock.receive", "stock.received", sku, quantity, reason, approver)
+    return _move(node, user, StockReceive(sku=sku, quantity=quantity, reason=reason,
+                                          approver=approver), "stock.received")
 
 
 def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None,
@@ -40,19 +43,17 @@ def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None,
         raise ValidationError("an adjustment of 0 changes nothing", {"field": "quantity"})
     if not reason or not reason.strip():
         raise ValidationError("an adjustment needs a reason", {"field": "reason"})
-    return _move(node, user, "stock.adjust", "stock.adjusted", sku, quantity, reason, approver)
+    return _move(node, user, StockAdjust(sku=sku, quantity=quantity, reason=reason,
+                                         approver=approver), "stock.adjusted")
 
 
-def _move(node: Node, user: str, event_type: str, audit_action: str, sku: str, quantity: int,
-          reason: str | None, approver: str | None) -> dict[str, Any]:
+def _move(node: Node, user: str, movement: StockReceive | StockAdjust, audit_action: str
+          ) -> dict[str, Any]:
     """Journal one stock movement of a known product; its payload and audit entry agree."""
-    _require_product(node, sku)
-    fields = {"sku": sku, "quantity": quantity, "reason": reason, "approver": approver}
-    ev = node.ledger.new_event(event_type, fields, user)
-    ev.extra["audit"] = (audit_action, dict(fields))
-    outcome = node.ledger.execute(ev)
-    return {"sku": sku, "stock": stock_of(node.db, sku), "status": outcome.status,
-            "event_id": ev.event_id}
+    _require_product(node, movement.sku)
+    outcome = submit(node, movement, user, audit=AuditNote(audit_action, movement.payload()))
+    return {"sku": movement.sku, "stock": stock_of(node.db, movement.sku),
+            "status": outcome.status, "event_id": outcome.event.event_id}
 
 
 def movements(node: Node, sku: str, limit: int = 100) -> dict[str, Any]:

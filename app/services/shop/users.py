@@ -27,8 +27,12 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import AuthSession, JournalEntry, LoginFailure, OutboxEvent, User
+from app.models.db import driver
+from app.services.journal.state_machine import Refused
 from app.services.node import Node
 from app.services.shop import lockout
+from app.services.shop.commands import UserCreate, UserLoginFailed, UserUnlock, UserUpdate
+from app.services.shop.submit import AuditNote, submit
 from app.utils import pin_hash
 from app.utils.errors import (
     ApiError,
@@ -102,22 +106,20 @@ def failure_state(session: Session, username: str, now: int) -> tuple[list[int],
     return [at for kind, at in rows if kind == "failed"], cleared
 
 
-def _journal(node: Node, type_: str, payload: dict[str, Any], user: str | None,
-             audit: tuple[str, dict] | None = None, *, offline_ok: bool = True,
+def _journal(node: Node, command: UserLoginFailed | UserUnlock | UserUpdate, user: str | None,
+             audit: AuditNote | None = None, *, offline_ok: bool = True,
              base_version: int | None = None) -> bool:
     """Journal one login event; a login never fails because the journal could not take it
     (an unreachable master, a till of an older release): the audit entry is kept here."""
-    ev = node.ledger.new_event(type_, payload, user, base_version=base_version)
-    if audit is not None:
-        ev.extra["audit"] = audit
     try:
-        node.ledger.execute(ev, offline_ok=offline_ok)
+        submit(node, command, user, audit=audit, offline_ok=offline_ok,
+               base_version=base_version)
         return True
-    except ApiError as exc:
-        log.warning("%s for %s not journaled: %s", type_, payload.get("username"), exc.message)
+    except (ApiError, Refused) as exc:
+        log.warning("%s for %s not journaled: %s", command.TYPE, command.username, exc.message)
         if audit is not None:
             with node.db.write() as session:
-                node.audit.record(session, audit[0], user, {**audit[1], "journaled": False})
+                node.audit.record(session, audit.action, user, {**audit.details, "journaled": False})
         return False
 
 
@@ -147,9 +149,9 @@ def _check_pin(node: Node, username: str, pin: str, purpose: str) -> _Verified:
     details = {"purpose": purpose, "attempts": failures, "device_id": node.device_id,
                "locked": lockout.delay_ms(failures) > 0}
     if user is not None:
-        _journal(node, "user.login_failed", {"username": username, "purpose": purpose,
-                                             "device_id": node.device_id, "created_ms": now},
-                 username, ("login.failed", details))
+        _journal(node, UserLoginFailed(username=username, purpose=purpose,
+                                       device_id=node.device_id, created_ms=now),
+                 username, AuditNote("login.failed", details))
     else:  # no such user: nobody to lock out, nothing to journal
         with node.db.write() as session:
             node.audit.record(session, "login.failed", username, details)
@@ -165,14 +167,14 @@ def _after_success(node: Node, username: str, pin: str, verified: _Verified,
                    purpose: str) -> None:
     """Clear the user's failures on every till, and move an old hash to the current KDF."""
     if verified.failures:
-        _journal(node, "user.unlock", {"username": username, "reason": purpose,
-                                       "created_ms": node.clock()}, username)
+        _journal(node, UserUnlock(username=username, reason=purpose, created_ms=node.clock()),
+                 username)
     if pin_hash.needs_upgrade(verified.pin_hash):
         # Only if nothing changed the user since the check (the applier compares versions):
         # never puts back an old PIN over a reset made meanwhile.
-        _journal(node, "user.update", {"username": username, "rehash": True,
-                                       "changes": {"pin_hash": hash_pin(node.pepper, pin)}},
-                 username, ("user.pin_rehashed", {"username": username}),
+        _journal(node, UserUpdate(username=username, rehash=True,
+                                  changes={"pin_hash": hash_pin(node.pepper, pin)}),
+                 username, AuditNote("user.pin_rehashed", {"username": username}),
                  offline_ok=False, base_version=verified.version)
 
 
@@ -289,10 +291,8 @@ def unlock_user(node: Node, actor: str, username: str) -> dict[str, Any]:
     with node.db.read() as session:
         times, cleared = failure_state(session, username, now)
     failures = len(lockout.counted(times, now, cleared))
-    ev = node.ledger.new_event("user.unlock", {"username": username, "reason": "admin",
-                                               "created_ms": now}, actor)
-    ev.extra["audit"] = ("user.unlocked", {"username": username, "failures": failures})
-    node.ledger.execute(ev, offline_ok=True)
+    submit(node, UserUnlock(username=username, reason="admin", created_ms=now), actor,
+           audit=AuditNote("user.unlocked", {"username": username, "failures": failures}))
     return {**get_user(node, username), "failures_cleared": failures}
 
 
@@ -353,20 +353,25 @@ def housekeeping(node: Node) -> dict[str, int]:
 def authenticate(node: Node, token: str) -> tuple[dict[str, Any], str]:
     """Token -> (user, csrf_token). Expired, revoked, forged or unknown -> 401."""
     with node.db.read() as session:
-        # Every API call comes here: one query, plain columns (no ORM objects to build).
-        row = session.execute(
-            select(AuthSession.revoked, AuthSession.expires_ms, AuthSession.csrf_token,
-                   User.username, User.display_name, User.role, User.active)
-            .outerjoin(User, User.username == AuthSession.username)
-            .where(AuthSession.token_hash == _digest(token))).first()
-        if row is None or row.revoked:
-            raise Unauthorized("not logged in (unknown or revoked token)")
-        if row.expires_ms <= node.clock():
-            raise Unauthorized("session expired, please log in again", {"expired": True})
-        if row.username is None or not row.active:
-            raise Unauthorized("user is no longer active")
-        return {"username": row.username, "display_name": row.display_name, "role": row.role,
-                "active": bool(row.active)}, row.csrf_token
+        # Every API call comes here: one query in plain SQL (no statement compiling, no
+        # ORM objects to build).
+        row = driver(session).execute(_AUTH_SQL, (_digest(token),)).fetchone()
+    if row is None:
+        raise Unauthorized("not logged in (unknown or revoked token)")
+    revoked, expires_ms, csrf_token, username, display_name, role, active = row
+    if revoked:
+        raise Unauthorized("not logged in (unknown or revoked token)")
+    if expires_ms <= node.clock():
+        raise Unauthorized("session expired, please log in again", {"expired": True})
+    if username is None or not active:
+        raise Unauthorized("user is no longer active")
+    return {"username": username, "display_name": display_name, "role": role,
+            "active": bool(active)}, csrf_token
+
+
+_AUTH_SQL = ("SELECT s.revoked, s.expires_ms, s.csrf_token, u.username, u.display_name, u.role, "
+             "u.active FROM auth_sessions AS s LEFT OUTER JOIN users AS u "
+             "ON u.username = s.username WHERE s.token_hash = ?")
 
 
 def create_user(node: Node, actor: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -375,12 +380,11 @@ def create_user(node: Node, actor: str, data: dict[str, Any]) -> dict[str, Any]:
         if session.get(User, data["username"]) is not None:
             raise Conflict(f"user {data['username']} already exists",
                            {"username": data["username"]}, code="DUPLICATE_USER")
-    payload = {"username": data["username"], "display_name": data.get("display_name")
-               or data["username"], "role": data["role"],
-               "pin_hash": hash_pin(node.pepper, data["pin"])}
-    ev = node.ledger.new_event("user.create", payload, actor)
-    ev.extra["audit"] = ("user.created", {"username": data["username"], "role": data["role"]})
-    node.ledger.execute(ev, offline_ok=False)
+    command = UserCreate(username=data["username"], role=data["role"],
+                         display_name=data.get("display_name") or data["username"],
+                         pin_hash=hash_pin(node.pepper, data["pin"]))
+    submit(node, command, actor, offline_ok=False,
+           audit=AuditNote("user.created", {"username": data["username"], "role": data["role"]}))
     return get_user(node, data["username"])
 
 
@@ -406,15 +410,13 @@ def update_user(node: Node, actor: str, username: str, changes: dict[str, Any]) 
                               code="PIN_TOO_SHORT")
     if not payload_changes:
         raise ValidationError("nothing to change", {"fields": list(changes)})
-    ev = node.ledger.new_event("user.update", {"username": username, "changes": payload_changes},
-                               actor)
     audit = {k: v for k, v in payload_changes.items() if k != "pin_hash"}
     if "pin_hash" in payload_changes:
         audit["pin_reset"] = True
-    ev.extra["audit"] = ("user.updated", {"username": username, **audit})
     # Its applier ends the user's sessions (PIN reset, deactivation, demotion) on every
     # till, this one included (`apply._user_update`).
-    node.ledger.execute(ev, offline_ok=False)
+    submit(node, UserUpdate(username=username, changes=payload_changes), actor,
+           audit=AuditNote("user.updated", {"username": username, **audit}), offline_ok=False)
     return get_user(node, username)
 
 
@@ -432,11 +434,9 @@ def ensure_admin(node: Node, pin: str) -> bool:
     with node.db.read() as session:
         if session.get(User, "admin") is not None:
             return False
-    ev = node.ledger.new_event("user.create", {
-        "username": "admin", "display_name": "Administrator", "role": "admin",
-        "pin_hash": hash_pin(node.pepper, pin)}, "system")
-    ev.extra["audit"] = ("user.created", {"username": "admin", "role": "admin", "via": "--admin-pin"})
-    node.ledger.execute(ev, offline_ok=False)
+    submit(node, UserCreate(username="admin", display_name="Administrator", role="admin",
+                            pin_hash=hash_pin(node.pepper, pin)), "system", offline_ok=False,
+           audit=AuditNote("user.created", {"username": "admin", "role": "admin", "via": "--admin-pin"}))
     return True
 
 
