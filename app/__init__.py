@@ -36,7 +36,8 @@ __version__ = "0.1.0"
 
 # Notices from the journal that browsers receive as-is.
 BROWSER_EVENTS = {"stock_changed", "critical_event", "conflict", "conflict_resolved",
-                  "product_changed", "sale_created", "sale_changed", "catalog_reloaded"}
+                  "product_changed", "sale_created", "sale_changed", "catalog_reloaded",
+                  "user_changed"}
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -29,21 +29,35 @@ def _users_visible(node: Node, names: set[str]) -> bool:
 
 
 def _setup_users(node: Node, config: Config) -> None:
-    """Journal the --admin-pin user and the demo users; return once this till holds them."""
+    """Journal the --admin-pin user and the demo users; return once this till holds them.
+
+    A master that goes away mid-setup (a submit that timed out, an election while many
+    tills start) is waited for again, for up to a minute: each step only adds what is
+    still missing, so a retry never makes anything twice.
+    """
     from app.services.shop import seed, users
+    from app.utils.errors import ServiceUnavailable
 
     wanted = ({"admin"} if config.admin_pin else set()) | (
         {u[0] for u in seed.DEMO_USERS} if config.seed_demo else set())
     if _users_visible(node, wanted):
         node.ready.set()  # a restart: logins can be served now; the rest changes no user
-    if not seed.wait_ready(node, timeout=60):
-        print(f"till{config.device_id}: no master reachable; demo data/admin not created",
-              file=sys.stderr)
-        return
-    if config.admin_pin:
-        users.ensure_admin(node, config.admin_pin)
-    if config.seed_demo:
-        seed.seed_demo(node)
+    deadline = time.monotonic() + 60
+    for attempt in range(1, 61):
+        if not seed.wait_ready(node, timeout=max(0.0, deadline - time.monotonic())):
+            print(f"till{config.device_id}: no master reachable; demo data/admin not created",
+                  file=sys.stderr)
+            return
+        try:
+            if config.admin_pin:
+                users.ensure_admin(node, config.admin_pin)
+            if config.seed_demo:
+                seed.seed_demo(node)
+            break
+        except ServiceUnavailable as exc:
+            logging.getLogger("lanpos.setup").info("setup attempt %d: %s; waiting for a master",
+                                                   attempt, exc.message)
+            time.sleep(0.5)
     # A till that is not master has them once the journal stream brings them back.
     deadline = time.monotonic() + 30
     while wanted and not _users_visible(node, wanted) and time.monotonic() < deadline:

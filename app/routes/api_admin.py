@@ -10,7 +10,7 @@ from app.routes.schemas import ConflictResolve, UserCreate, UserUpdate
 from app.services import audit
 from app.services.shop import conflict_log
 from app.services.shop import users as users_service
-from app.utils.errors import ValidationError
+from app.utils.errors import Forbidden, ValidationError
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api")
 # Highest (ts_ms, device_id, seq) of an audit cursor: as the filters allow, seq a SQLite INTEGER.
@@ -23,7 +23,15 @@ def list_users():
 
     A guest on the shop's LAN learns no roles (which account is worth attacking) and no
     inactive accounts; staff get the roles (the till's approver dialog lists managers).
+    `?all=1` (admin only): every user, inactive ones too, with `failures` and
+    `retry_after_ms` (the back office's Users page).
     """
+    if request.args.get("all") == "1":
+        # The Users page: inactive users too, with their wrong-PIN state (admins only).
+        user = current_user()
+        if user["role"] != "admin":
+            raise Forbidden("only an admin can list every user", {"required_role": "admin"})
+        return jsonify({"success": True, "users": users_service.list_users_for_admin(node())})
     users = users_service.list_users(node())
     if optional_user() is None:
         users = [{"username": u["username"], "display_name": u["display_name"]} for u in users]

@@ -229,7 +229,7 @@ def test_reports_need_a_manager(app, client):
 
 
 # ------------------------------------------------------------------ pages
-@pytest.mark.parametrize("page", ["stock", "conflicts", "audit", "cluster", "reports"])
+@pytest.mark.parametrize("page", ["stock", "conflicts", "audit", "cluster", "reports", "users"])
 def test_backoffice_pages_render_for_anyone(client, page):
     r = client.get(f"/backoffice/{page}")
     assert r.status_code == 200 and r.mimetype == "text/html"

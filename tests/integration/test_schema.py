@@ -6,8 +6,11 @@ from sqlalchemy import text
 
 from app.models.db import SCHEMA_VERSION, Database
 from app.models.migrate import alembic_config
-from app.services.shop.seed import seed_demo
+from app.services.shop.commands import ProductCreate
+from app.services.shop.seed import DEMO_USERS, _made_here, _submit_batch, seed_demo
+from app.services.shop.submit import event_for
 from app.utils.barcode import is_valid_barcode
+from app.utils.sample_catalog import SAMPLE_CATALOG
 from tests.integration.conftest import login, sell, sql
 
 
@@ -135,6 +138,24 @@ def test_demo_seed_is_realistic_and_idempotent(app_factory):
     assert sorted(sql(node, "SELECT username, role FROM users")) == [
         ("admin", "admin"), ("cashier", "cashier"), ("manager", "manager")]
     assert login(app.test_client(), "manager", "234567")["user"]["role"] == "manager"
+
+
+def test_an_interrupted_demo_seed_completes_what_is_missing(app_factory):
+    """A demo till whose master went away mid-seed runs the seed again: it adds exactly
+    the sample items it lacks, and a user or product another till made first is skipped
+    (its refusal is not an error)."""
+    app = app_factory()
+    node = app.extensions["lanpos_node"]
+    some = SAMPLE_CATALOG[:10]
+    _submit_batch(node, [event_for(node, ProductCreate(**item), "system") for item in some])
+    assert sql(node, "SELECT COUNT(*) FROM products")[0][0] == 10
+    added = seed_demo(node)
+    assert added == len(SAMPLE_CATALOG) - 10 + len(DEMO_USERS)
+    assert sql(node, "SELECT COUNT(*) FROM products")[0][0] == len(SAMPLE_CATALOG)
+    # The same product made again elsewhere: refused as a duplicate, counted as not ours.
+    again = event_for(node, ProductCreate(**SAMPLE_CATALOG[0]), "system")
+    assert _made_here(lambda: node.journal.execute(again, offline_ok=False)) == 0
+    assert seed_demo(node) == 0
 
 
 def test_derived_state_matches_a_rebuild_from_the_journal(node, client, cashier, manager):

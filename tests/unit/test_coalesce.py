@@ -30,3 +30,11 @@ def test_per_sale_and_per_product_notices_are_capped():
     assert out[NOTICE_CAP:2 * NOTICE_CAP] == products[:NOTICE_CAP]
     # One notice stands for the rest: the newest sale, and a catalog reload.
     assert out[2 * NOTICE_CAP:] == [sales[-1], ("catalog_reloaded", {})]
+
+
+def test_one_user_changed_per_user_a_page():
+    failures = [("user_changed", {"username": "dora"}) for _ in range(50)]
+    out = coalesce(failures + [("user_changed", {"username": "eve"}),
+                               ("sessions_revoked", {"username": "dora"})])
+    assert out == [("user_changed", {"username": "dora"}), ("user_changed", {"username": "eve"}),
+                   ("sessions_revoked", {"username": "dora"})]

@@ -295,7 +295,12 @@ def _user_create(session: Session, ev: Event) -> list[Notice]:
         return []  # first create wins (two tills started with --admin-pin)
     session.add(User(username=p["username"], display_name=p["display_name"], role=p["role"],
                      pin_hash=p["pin_hash"], active=p.get("active", True), version=1))
-    return []
+    return [user_notice(p["username"])]
+
+
+def user_notice(username: str) -> Notice:
+    """`user_changed {username}`: the Users page refreshes (no roles or hashes in it)."""
+    return ("user_changed", {"username": username})
 
 
 USER_RANK = {"cashier": 1, "manager": 2, "admin": 3}
@@ -318,7 +323,7 @@ def _user_update(session: Session, ev: Event) -> list[Notice]:
     if "pin_hash" in changes and not ev.payload.get("rehash"):
         _clear_failures(session, ev)  # a new PIN: the wrong guesses at the old one are moot
     if not ends_sessions:
-        return []
+        return [user_notice(user.username)]
     # A PIN reset, deactivation or demotion ends the user's sessions on every till that
     # applies it. Sessions begun after it (a higher user_version) stay, so replaying the
     # journal (a rebuild) never ends them.
@@ -327,7 +332,8 @@ def _user_update(session: Session, ev: Event) -> list[Notice]:
         .where(AuthSession.username == user.username, AuthSession.revoked.is_(False),
                AuthSession.user_version < user.version)
         .values(revoked=True)).rowcount
-    return [("sessions_revoked", {"username": user.username})] if ended else []
+    return [user_notice(user.username)] + (
+        [("sessions_revoked", {"username": user.username})] if ended else [])
 
 
 def _login_failure_row(session: Session, ev: Event, kind: str) -> None:
@@ -342,12 +348,12 @@ def _clear_failures(session: Session, ev: Event) -> None:
 
 def _user_login_failed(session: Session, ev: Event) -> list[Notice]:
     _login_failure_row(session, ev, "failed")
-    return []
+    return [user_notice(ev.payload["username"])]
 
 
 def _user_unlock(session: Session, ev: Event) -> list[Notice]:
     _clear_failures(session, ev)
-    return []
+    return [user_notice(ev.payload["username"])]
 
 
 def _conflict_record(session: Session, ev: Event) -> list[Notice]:

@@ -62,11 +62,16 @@ def coalesce(notices: list[Notice]) -> list[Notice]:
     kept: list[Notice] = []
     per_name: dict[str, int] = {}
     overflow: dict[str, Notice] = {}
+    kept_users: set[str] = set()
     for name, data in notices:
         if name == "stock_changed":
             last_stock[data["sku"]] = (name, data)
         elif name == "critical_event":
             last_critical[data["sku"]] = (name, data)
+        elif name == "user_changed":  # once per user a page (a catch-up of failed PINs)
+            if data["username"] not in kept_users:
+                kept_users.add(data["username"])
+                kept.append((name, data))
         elif name in ("sale_created", "product_changed"):
             per_name[name] = per_name.get(name, 0) + 1
             if per_name[name] <= NOTICE_CAP:

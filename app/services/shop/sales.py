@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from app.models import OutboxEvent, Payment, Refund, Sale, SaleLine
+from app.models import JournalEntry, OutboxEvent, Payment, Refund, Sale, SaleLine
 from app.models.db import driver
 from app.services.journal.state_machine import Refused
 from app.services.node import Node
@@ -228,6 +228,110 @@ def list_sales(node: Node, *, limit: int = 50, offset: int = 0, device_id: int |
         rows = session.scalars(query.order_by(Sale.created_ms.desc()).limit(limit)
                                .offset(offset)).all()
         return {"sales": [sale_dict(session, s) for s in rows], "total": total}
+
+
+SEARCH_MAX_LIMIT = 200
+
+
+def search_sales(node: Node, *, limit: int = 50, cursor: tuple[int, str] | None = None,
+                 since_ms: int | None = None, until_ms: int | None = None,
+                 device_id: int | None = None, cashier: str | None = None,
+                 method: str | None = None, receipt_no: str | None = None,
+                 min_cents: int | None = None, max_cents: int | None = None,
+                 sku: str | None = None) -> dict[str, Any]:
+    """The back office's receipts list (issue 17): every sale this till's derived tables
+    hold, newest first, keyset-paged on (created_ms, sale_id) and never OFFSET, so a page
+    costs the same at the millionth sale and a sale arriving between two pages neither
+    repeats nor hides a row. `cursor` is the (created_ms, sale_id) of the last row of the
+    previous page; `next_cursor` is None on the last page. Rows are summaries (one query
+    for the page plus one for its payments); the detail is `get_sale`."""
+    conds: list[str] = []
+    params: dict[str, Any] = {"limit": limit + 1}
+    if cursor is not None:
+        conds.append("(s.created_ms < :c_ms OR (s.created_ms = :c_ms AND s.sale_id < :c_id))")
+        params.update(c_ms=cursor[0], c_id=cursor[1])
+    if since_ms is not None:
+        conds.append("s.created_ms >= :since")
+        params["since"] = since_ms
+    if until_ms is not None:
+        conds.append("s.created_ms < :until")
+        params["until"] = until_ms
+    if device_id is not None:
+        conds.append("s.device_id = :device")
+        params["device"] = device_id
+    if cashier is not None:
+        conds.append("s.cashier = :cashier")
+        params["cashier"] = cashier
+    if receipt_no is not None:
+        conds.append("s.receipt_no = :receipt")
+        params["receipt"] = receipt_no.strip().upper()
+    if min_cents is not None:
+        conds.append("s.total_cents >= :min_cents")
+        params["min_cents"] = min_cents
+    if max_cents is not None:
+        conds.append("s.total_cents <= :max_cents")
+        params["max_cents"] = max_cents
+    if method is not None:
+        conds.append("EXISTS (SELECT 1 FROM payments p WHERE p.sale_id = s.sale_id"
+                     " AND p.method = :method)")
+        params["method"] = method
+    if sku is not None:
+        conds.append("EXISTS (SELECT 1 FROM sale_lines l WHERE l.sale_id = s.sale_id"
+                     " AND l.sku = :sku)")
+        params["sku"] = sku
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    sql = ("SELECT s.sale_id, s.receipt_no, s.device_id, s.cashier, s.approver, s.status,"
+           " s.total_cents, s.refunded_cents, s.tax_cents, s.mode, s.created_ms"
+           f" FROM sales s {where} ORDER BY s.created_ms DESC, s.sale_id DESC LIMIT :limit")
+    keys = ("sale_id", "receipt_no", "device_id", "cashier", "approver", "status",
+            "total_cents", "refunded_cents", "tax_cents", "mode", "created_ms")
+    with node.db.read() as session:
+        conn = session.connection()
+        rows = [dict(zip(keys, r, strict=True)) for r in conn.execute(text(sql), params).all()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if rows:
+            ids = {r["sale_id"]: r for r in rows}
+            for r in rows:
+                r["methods"] = []
+                r["items"] = 0
+            for sale_id, pay_method in conn.execute(
+                    select(Payment.sale_id, Payment.method)
+                    .where(Payment.sale_id.in_(list(ids))).order_by(Payment.id)).all():
+                if pay_method not in ids[sale_id]["methods"]:
+                    ids[sale_id]["methods"].append(pay_method)
+            for sale_id, items in conn.execute(
+                    select(SaleLine.sale_id, func.sum(SaleLine.quantity))
+                    .where(SaleLine.sale_id.in_(list(ids))).group_by(SaleLine.sale_id)).all():
+                ids[sale_id]["items"] = int(items or 0)
+    last = rows[-1] if rows else None
+    return {"sales": rows,
+            "next_cursor": f"{last['created_ms']}.{last['sale_id']}" if more and last else None}
+
+
+def journal_position(node: Node, sale_id: str) -> dict[str, Any]:
+    """Where a sale's event and its refunds' and voids' events sit in the journal: gseq and
+    epoch (number, master) of each, or None while an event is only in this till's outbox
+    (sold offline, not yet ordered by a master)."""
+    with node.db.read() as session:
+        sale = session.get(Sale, sale_id)
+        if sale is None:
+            raise NotFound("unknown sale", {"sale_id": sale_id})
+        events = {sale.event_id: "sale"}
+        for refund_id, event_id in session.execute(
+                select(Refund.refund_id, Refund.event_id).where(Refund.sale_id == sale_id)).all():
+            events[event_id] = refund_id
+        found = {e.event_id: e for e in session.scalars(
+            select(JournalEntry).where(JournalEntry.event_id.in_(list(events))))}
+
+        def pos(event_id: str) -> dict[str, Any]:
+            e = found.get(event_id)
+            return {"event_id": event_id, "gseq": e.gseq if e else None,
+                    "epoch": e.epoch_number if e else None,
+                    "epoch_master": e.epoch_master if e else None}
+
+        return {"sale": pos(sale.event_id),
+                "refunds": {ref: pos(ev) for ev, ref in events.items() if ref != "sale"}}
 
 
 def _refund_amount(line: SaleLine, qty: int, already_cents: int) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from app.models import JournalEntry, Product, StockMovement, User
-from app.services.journal.events import journal_values
+from app.services.journal.events import Event, journal_values
+from app.services.journal.state_machine import Refused
 from app.services.node import Node
 from app.services.shop.apply import category_id
 from app.services.shop.commands import ProductCreate, UserCreate
@@ -34,35 +36,52 @@ def wait_ready(node: Node, timeout: float = 30.0) -> bool:
     return False
 
 
+# Refusals that only say another till seeded the same demo user or product first.
+MADE_ELSEWHERE = frozenset({"CONFLICT", "DUPLICATE_USER", "DUPLICATE_SKU", "DUPLICATE_BARCODE"})
+
+
 def seed_demo(node: Node) -> int:
-    """Load demo users and the sample catalog if this shop has no products yet."""
+    """Load the demo users and the sample catalog items this shop does not have yet.
+
+    Safe to run again after an interruption (it completes what is missing) and on
+    several tills at once (what another till made first is skipped). Returns how many
+    events this till had journaled.
+    """
     with node.db.read() as session:
-        have_products = session.scalar(select(func.count()).select_from(Product)) or 0
+        have_skus = set(session.scalars(select(Product.sku)))
         have_users = {u for (u,) in session.execute(select(User.username))}
     made = 0
     for username, display, role, pin in DEMO_USERS:
         if username in have_users:
             continue
-        submit(node, UserCreate(username=username, display_name=display, role=role,
-                                pin_hash=hash_pin(node.pepper, pin)), "system", offline_ok=False,
-               audit=AuditNote("user.created", {"username": username, "role": role, "via": "demo"}))
-        made += 1
-    if have_products:
-        return made
-    events = []
-    for item in SAMPLE_CATALOG:
-        events.append(event_for(node, ProductCreate(**item), "system"))
-    _submit_batch(node, events)
-    return made + len(events)
+        command = UserCreate(username=username, display_name=display, role=role,
+                             pin_hash=hash_pin(node.pepper, pin))
+        made += _made_here(lambda c=command, u=username, r=role: submit(
+            node, c, "system", offline_ok=False,
+            audit=AuditNote("user.created", {"username": u, "role": r, "via": "demo"})))
+    events = [event_for(node, ProductCreate(**item), "system")
+              for item in SAMPLE_CATALOG if item["sku"] not in have_skus]
+    return made + _submit_batch(node, events)
 
 
-def _submit_batch(node: Node, events: list) -> None:
+def _made_here(journal: Callable[[], object]) -> int:
+    """1 if `journal()` journaled its event, 0 if another till had made the same first."""
+    try:
+        journal()
+    except Refused as exc:
+        if exc.code not in MADE_ELSEWHERE:
+            raise
+        return 0
+    return 1
+
+
+def _submit_batch(node: Node, events: list[Event]) -> int:
     if node.journal.sequencer.active:
-        for start in range(0, len(events), 1000):
-            node.journal.sequencer.sequence(events[start:start + 1000])
-    else:
-        for ev in events:
-            node.journal.execute(ev, offline_ok=False)
+        acks = [ack for start in range(0, len(events), 1000)
+                for ack in node.journal.sequencer.sequence(events[start:start + 1000])]
+        return sum(1 for ack in acks if ack.get("status") == "accepted")
+    return sum(_made_here(lambda ev=ev: node.journal.execute(ev, offline_ok=False))
+               for ev in events)
 
 
 def bulk_catalog(node: Node, count: int, *, prefix: str = "BULK", stock: int = 1000,

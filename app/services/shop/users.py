@@ -87,6 +87,28 @@ def list_users(node: Node, include_inactive: bool = False) -> list[dict[str, Any
         return [user_dict(u) for u in session.scalars(query)]
 
 
+def list_users_for_admin(node: Node) -> list[dict[str, Any]]:
+    """Every user, inactive ones too, with their wrong-PIN state (the Users page):
+    `failures` counted now and `retry_after_ms` (0: a PIN is checked at once)."""
+    now = node.clock()
+    with node.db.read() as session:
+        users = [user_dict(u) for u in session.scalars(select(User).order_by(User.display_name))]
+        rows = session.execute(select(LoginFailure.username, LoginFailure.kind, LoginFailure.at_ms)
+                               .where(LoginFailure.at_ms > now - lockout.WINDOW_MS)).all()
+    failed: dict[str, list[int]] = {}
+    cleared: dict[str, int] = {}
+    for username, kind, at in rows:
+        if kind == "cleared":
+            cleared[username] = max(cleared.get(username, 0), at)
+        else:
+            failed.setdefault(username, []).append(at)
+    for user in users:
+        times, clear = failed.get(user["username"], []), cleared.get(user["username"], 0)
+        user["failures"] = len(lockout.counted(times, now, clear))
+        user["retry_after_ms"] = lockout.retry_after_ms(times, now, clear)
+    return users
+
+
 @dataclass
 class _Verified:
     """A PIN that matched: the user as read, and what the check saw."""

@@ -6,7 +6,8 @@
  * Login is the till's PIN pad with the same test hooks (user-<username>,
  * pin-key-N, pin-enter). The session token lives in sessionStorage (api.js), so
  * moving between back-office pages in one tab keeps the login. A cashier gets a
- * "managers only" screen; the API refuses them anyway (403).
+ * "managers only" screen, and a manager an "admins only" one on a page whose body says
+ * data-min-role="admin" (Users); the API refuses them anyway (403).
  *
  * A page script calls BO.start(function (user) {...}) and subscribes to live
  * events with BO.on(name, fn). Everything money is integer cents.
@@ -249,7 +250,7 @@
     S.pin = "";
     show($("login-users"), true);
     show($("login-pin"), false);
-    $("login-sub").textContent = message || "Tap your name (manager or admin)";
+    $("login-sub").textContent = message || (minRole() === "admin" ? "Tap your name (admin)" : "Tap your name (manager or admin)");
     if (!S.users.length) loadUsers();
   }
 
@@ -299,14 +300,26 @@
     }
   }
 
+  // The page's lowest role (body data-min-role): "manager", or "admin" for the Users page.
+  function minRole() { return RANK[document.body.dataset.minRole] ? document.body.dataset.minRole : "manager"; }
+
   function onLoggedIn(user) {
     S.user = user;
-    if ((RANK[user.role] || 0) < RANK.manager) {
+    const need = minRole();
+    if ((RANK[user.role] || 0) < RANK[need]) {
+      const admins = need === "admin";
+      $("denied-title").textContent = admins ? "Admins only" : "Managers only";
       $("denied-text").textContent = (user.display_name || user.username) + " is logged in as a " + user.role +
-        ". The back office needs a manager or admin login.";
+        (admins ? ". This page needs an admin login." : ". The back office needs a manager or admin login.");
+      $("denied-hint").textContent = admins
+        ? "Only an admin can add users, reset PINs or deactivate accounts. Ask an admin to log in here."
+        : "Cashiers sell at the till. Ask a manager to log in here.";
       showScreen("denied");
       return;
     }
+    document.querySelectorAll(".nav-link[data-min-role]").forEach(function (a) {
+      a.hidden = (RANK[a.dataset.minRole] || RANK.manager) > (RANK[user.role] || 0);
+    });
     showScreen("app");
     $("who").textContent = user.display_name || user.username;
     $("who").title = user.role;
@@ -356,7 +369,7 @@
   }
 
   const SOCKET_EVENTS = ["stock_changed", "critical_event", "conflict", "conflict_resolved", "product_changed",
-    "sale_created", "sale_changed", "master_changed", "cluster_status", "catalog_reloaded"];
+    "sale_created", "sale_changed", "master_changed", "cluster_status", "catalog_reloaded", "user_changed"];
 
   function setLive(state, text) {
     const pill = $("live");

@@ -239,14 +239,28 @@
   async function loadUsers() {
     try {
       const data = await api.get("/api/users", null, { token: null });
-      S.users = data.users || [];
+      const fresh = data.users || [];
+      const same = JSON.stringify(fresh) === JSON.stringify(S.users);
+      S.users = fresh;
       $("login-status").textContent = "";
+      if (same && $("login-users").children.length) return;  // no tile replaced under a finger
     } catch (e) {
-      S.users = [];
       $("login-status").textContent = "Cannot load users: " + errorText(e) + " Retrying…";
+      if (S.watchingUsers) return;  // the watch below asks again; the tiles shown stay
+      S.users = [];
       setTimeout(loadUsers, 2000);
     }
     renderUserTiles();
+  }
+
+  // The login screen has no live socket (no session yet): while its name tiles show, ask
+  // this till for the users every second, so a user added or deactivated at another till
+  // shows here within about a second (issue 17).
+  function watchUserTiles() {
+    S.watchingUsers = true;
+    setInterval(function () {
+      if (!$("login").hidden && !$("login-users").hidden && !document.hidden) loadUsers();
+    }, 1000);
   }
 
   // Logged in: the users with their roles (the approver dialog lists the managers).
@@ -1806,6 +1820,7 @@
       $("login-shop").textContent = S.config.shop_name || "lanpos";
     }).catch(function () {});
     await loadUsers();
+    watchUserTiles();
     // A reload keeps the session (sessionStorage): go straight back to selling.
     const token = api.getToken();
     const user = api.getUser();
