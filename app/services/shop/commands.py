@@ -97,8 +97,9 @@ class ProductUpdate(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StockReceive(Command):
-    TYPE: ClassVar[str] = "stock.receive"
+class StockChange(Command):
+    """A change of one product's stock; the two kinds share one payload."""
+
     sku: str
     quantity: int
     reason: str | None = None
@@ -106,12 +107,13 @@ class StockReceive(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StockAdjust(Command):
+class StockReceive(StockChange):
+    TYPE: ClassVar[str] = "stock.receive"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockAdjust(StockChange):
     TYPE: ClassVar[str] = "stock.adjust"
-    sku: str
-    quantity: int
-    reason: str | None = None
-    approver: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

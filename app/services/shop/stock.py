@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.models import Product, StockMovement
 from app.models.db import Database
 from app.services.node import Node
-from app.services.shop.commands import StockAdjust, StockReceive
+from app.services.shop.commands import StockAdjust, StockChange, StockReceive
 from app.services.shop.submit import AuditNote, submit
 from app.utils.errors import NotFound, ValidationError
 
@@ -47,7 +47,7 @@ def adjust(node: Node, user: str, sku: str, quantity: int, reason: str | None,
                                          approver=approver), "stock.adjusted")
 
 
-def _move(node: Node, user: str, movement: StockReceive | StockAdjust, audit_action: str
+def _move(node: Node, user: str, movement: StockChange, audit_action: str
           ) -> dict[str, Any]:
     """Journal one stock movement of a known product; its payload and audit entry agree."""
     _require_product(node, movement.sku)
